@@ -1,0 +1,68 @@
+"""Activation normalisation (Glow, section 3.1)."""
+
+import keras
+from keras import ops
+
+from glow_tf.layers.base import Bijector, num_pixels, per_example
+
+
+@keras.saving.register_keras_serializable(package="glow_tf")
+class ActNorm(Bijector):
+    """Per-channel affine transform with data-dependent initialisation.
+
+    y = (x + b) * exp(log_s),   logdet = H * W * sum(log_s)
+
+    Before training, `b` and `log_s` are set so that y has zero mean and unit
+    variance per channel on an initial batch (`Glow.initialize` does this in
+    one eager pass, with `data_init` switched on for every ActNorm). The
+    `initialized` flag is a non-trainable variable, so a weights file records
+    whether the initialisation happened.
+
+    Args:
+        epsilon: added to the batch standard deviation when initialising, so
+            that a constant channel does not give an infinite scale.
+
+    Example:
+        >>> layer = ActNorm()
+        >>> y, logdet = layer(x)
+        >>> x_again, minus_logdet = layer(y, inverse=True)
+    """
+
+    def __init__(self, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        # Set by Glow.initialize around its eager pass only: a Python flag, so
+        # a compiled training step never contains the initialisation.
+        self.data_init = False
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros")
+        self.log_scale = self.add_weight(
+            name="log_scale", shape=(channels,), initializer="zeros"
+        )
+        self.initialized = self.add_weight(
+            name="initialized", shape=(), initializer="zeros", trainable=False
+        )
+
+    def initialize_from(self, x):
+        axes = tuple(range(len(x.shape) - 1))
+        x = ops.cast(x, self.variable_dtype)
+        mean = ops.mean(x, axis=axes)
+        std = ops.sqrt(ops.mean(ops.square(x - mean), axis=axes))
+        self.bias.assign(-mean)
+        self.log_scale.assign(-ops.log(std + self.epsilon))
+        self.initialized.assign(1.0)
+
+    def forward(self, x):
+        if self.data_init:
+            self.initialize_from(x)
+        y = (x + self.bias) * ops.exp(self.log_scale)
+        return y, per_example(num_pixels(x) * ops.sum(self.log_scale), x)
+
+    def inverse(self, y):
+        x = y * ops.exp(-self.log_scale) - self.bias
+        return x, per_example(-num_pixels(y) * ops.sum(self.log_scale), y)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}

@@ -1,0 +1,47 @@
+"""The protocol every Glow bijector follows."""
+
+import keras
+from keras import ops
+
+
+class Bijector(keras.layers.Layer):
+    """An invertible layer that also returns its log-determinant.
+
+    `y, logdet = layer(x)` maps data towards the latent (the paper's
+    direction); `x, logdet = layer(y, inverse=True)` generates. `logdet` is
+    log|det dy/dx| of the direction executed, one float32 value per example,
+    so the two directions' log-determinants are negatives of each other.
+
+    Subclasses write the math once per direction in `forward` and `inverse`;
+    shapes that change (squeeze) override `compute_output_shape`.
+    """
+
+    def call(self, x, inverse=False):
+        return self.inverse(x) if inverse else self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def inverse(self, y):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def per_example(value, x):
+    """Broadcasts a log-determinant shared by the batch to shape (batch,)."""
+    return ops.broadcast_to(ops.cast(value, "float32"), ops.shape(x)[:1])
+
+
+def sum_per_example(t):
+    """Sums a (batch, ...) tensor over everything but the batch axis, in float32."""
+    return ops.sum(ops.cast(t, "float32"), axis=tuple(range(1, len(t.shape))))
+
+
+def num_pixels(x):
+    """H * W for an NHWC tensor: the count that per-channel log-dets repeat over."""
+    count = 1
+    for dim in x.shape[1:-1]:
+        count *= dim
+    return count

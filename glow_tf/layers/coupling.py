@@ -1,0 +1,80 @@
+"""Affine and additive coupling (Glow, section 3.3)."""
+
+import keras
+from keras import ops
+
+from glow_tf.layers.base import Bijector, per_example, sum_per_example
+from glow_tf.networks import CouplingNetwork
+
+
+@keras.saving.register_keras_serializable(package="glow_tf")
+class Coupling(Bijector):
+    """Transforms half the channels conditioned on the other half.
+
+    x_a, x_b = split(x)
+    (shift, h) = NN(x_a)
+    s = sigmoid(h + 2)                     (affine; s = 1 when additive)
+    y_b = (x_b + shift) * s,  y = concat(x_a, y_b)
+    logdet = sum(log s)
+
+    The +2 starts s near sigmoid(2) = 0.88, and the zero-initialised last
+    layer of NN makes shift = 0 and h = 0 at initialisation.
+
+    Args:
+        hidden_channels: width of NN.
+        affine: affine coupling if True, additive if False.
+        network_dtype: dtype policy of NN (None: the global policy); the
+            coupling's own math stays in its float32 policy.
+    """
+
+    def __init__(self, hidden_channels=512, affine=True, network_dtype=None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_channels = hidden_channels
+        self.affine = affine
+        self.network_dtype = network_dtype
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels < 2:
+            raise ValueError(
+                f"Coupling needs at least 2 channels, got {channels}."
+            )
+        self.channels_a = channels // 2
+        self.channels_b = channels - self.channels_a
+        self.network = CouplingNetwork(
+            self.hidden_channels,
+            2 * self.channels_b if self.affine else self.channels_b,
+            dtype=self.network_dtype, name="network",
+        )
+        self.network.build((*input_shape[:-1], self.channels_a))
+
+    def _shift_and_log_scale(self, x_a):
+        h = ops.cast(self.network(x_a), "float32")
+        if not self.affine:
+            return h, None
+        shift, pre_scale = h[..., : self.channels_b], h[..., self.channels_b :]
+        return shift, ops.log_sigmoid(pre_scale + 2.0)
+
+    def forward(self, x):
+        x_a, x_b = x[..., : self.channels_a], x[..., self.channels_a :]
+        shift, log_scale = self._shift_and_log_scale(x_a)
+        if log_scale is None:
+            return ops.concatenate([x_a, x_b + shift], axis=-1), per_example(0.0, x)
+        y_b = (x_b + shift) * ops.exp(log_scale)
+        return ops.concatenate([x_a, y_b], axis=-1), sum_per_example(log_scale)
+
+    def inverse(self, y):
+        y_a, y_b = y[..., : self.channels_a], y[..., self.channels_a :]
+        shift, log_scale = self._shift_and_log_scale(y_a)
+        if log_scale is None:
+            return ops.concatenate([y_a, y_b - shift], axis=-1), per_example(0.0, y)
+        x_b = y_b * ops.exp(-log_scale) - shift
+        return ops.concatenate([y_a, x_b], axis=-1), -sum_per_example(log_scale)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "hidden_channels": self.hidden_channels,
+            "affine": self.affine,
+            "network_dtype": self.network_dtype,
+        }

@@ -1,0 +1,102 @@
+"""Invertible 1x1 convolution (Glow, section 3.2)."""
+
+import keras
+import numpy as np
+import scipy.linalg
+from keras import ops
+
+from glow_tf.layers.base import Bijector, num_pixels, per_example
+
+
+@keras.saving.register_keras_serializable(package="glow_tf")
+class Invertible1x1Conv(Bijector):
+    """A learned mixing of channels: y = W x at every pixel.
+
+    logdet = H * W * log|det W|. With `lu_decomposed=True` (the default) the
+    kernel is parameterised as
+
+        W = P L (U + diag(sign_s * exp(log_s)))
+
+    with P a fixed permutation, L unit lower triangular and U strictly upper
+    triangular, so log|det W| = sum(log_s) costs O(C) instead of the O(C^3)
+    slogdet that the plain form (`lu_decomposed=False`) needs. Both start
+    from a random rotation, so log|det W| = 0 at initialisation.
+
+    Args:
+        lu_decomposed: use the LU parameterisation.
+        seed: seed of the random rotation; None uses Keras' global seed.
+    """
+
+    def __init__(self, lu_decomposed=True, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lu_decomposed = lu_decomposed
+        self.seed = seed
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        rotation = ops.convert_to_numpy(
+            keras.initializers.Orthogonal(seed=self.seed)((channels, channels))
+        ).astype(np.float64)
+        if not self.lu_decomposed:
+            self.kernel = self.add_weight(
+                name="kernel", shape=(channels, channels),
+                initializer=_constant(rotation),
+            )
+            return
+        p, lower, upper = scipy.linalg.lu(rotation)
+        s = np.diag(upper)
+        # P and the signs of s are fixed: they are weights only so that a
+        # weights file restores exactly the same W.
+        self.p = self.add_weight(
+            name="p", shape=(channels, channels), initializer=_constant(p),
+            trainable=False,
+        )
+        self.sign_s = self.add_weight(
+            name="sign_s", shape=(channels,), initializer=_constant(np.sign(s)),
+            trainable=False,
+        )
+        self.lower = self.add_weight(
+            name="lower", shape=(channels, channels), initializer=_constant(lower)
+        )
+        self.upper = self.add_weight(
+            name="upper", shape=(channels, channels),
+            initializer=_constant(np.triu(upper, 1)),
+        )
+        self.log_s = self.add_weight(
+            name="log_s", shape=(channels,), initializer=_constant(np.log(np.abs(s)))
+        )
+        self.lower_mask = np.tril(np.ones((channels, channels), np.float32), -1)
+        self.upper_mask = self.lower_mask.T
+        self.eye = np.eye(channels, dtype=np.float32)
+
+    def weight(self):
+        """The (C_out, C_in) kernel W."""
+        if not self.lu_decomposed:
+            return self.kernel
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.upper_mask + ops.diag(self.sign_s * ops.exp(self.log_s))
+        return ops.matmul(self.p, ops.matmul(lower, upper))
+
+    def log_abs_det_weight(self):
+        if self.lu_decomposed:
+            return ops.sum(self.log_s)
+        return ops.slogdet(self.kernel)[1]
+
+    def forward(self, x):
+        y = ops.matmul(x, ops.transpose(self.weight()))
+        return y, per_example(num_pixels(x) * self.log_abs_det_weight(), x)
+
+    def inverse(self, y):
+        x = ops.matmul(y, ops.transpose(ops.inv(self.weight())))
+        return x, per_example(-num_pixels(y) * self.log_abs_det_weight(), y)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "lu_decomposed": self.lu_decomposed,
+            "seed": self.seed,
+        }
+
+
+def _constant(value):
+    return keras.initializers.Constant(np.asarray(value, np.float32))
