@@ -48,7 +48,10 @@ class LearnedPrior(Bijector):
     def call(self, z, inverse=False, labels=None):
         mean, log_scale = self._mean_and_log_scale(z, labels)
         if inverse:
-            return mean + z * ops.exp(log_scale), sum_per_example(log_scale)
+            # The batched operand goes first: Keras' TensorFlow `add` turns
+            # `a + b` into bias_add(a, squeeze(b)) when b has one non-unit axis,
+            # which drops b's batch axis for one example with a 1x1 top latent.
+            return z * ops.exp(log_scale) + mean, sum_per_example(log_scale)
         return (z - mean) * ops.exp(-log_scale), -sum_per_example(log_scale)
 
     def _mean_and_log_scale(self, z, labels):
@@ -67,8 +70,8 @@ class LearnedPrior(Bijector):
             embedding = ops.take(self.class_embedding, ops.cast(labels, "int32"), axis=0)
             embedding = ops.expand_dims(ops.expand_dims(embedding, 1), 1)
             channels = z.shape[-1]
-            mean = self.mean + embedding[..., :channels]
-            log_scale = self.log_scale + embedding[..., channels:]
+            mean = embedding[..., :channels] + self.mean  # batched first, as above
+            log_scale = embedding[..., channels:] + self.log_scale
         # Per example, so the log-det sums over the event, not the batch.
         return mean, ops.broadcast_to(log_scale, ops.shape(z))
 
