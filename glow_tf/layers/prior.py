@@ -29,5 +29,8 @@ class LearnedPrior(Bijector):
         return eps, per_example(-ops.sum(self.log_scale), z)
 
     def inverse(self, eps):
-        z = self.mean + eps * ops.exp(self.log_scale)
+        # The batch tensor goes first: Keras' TensorFlow `add` turns `a + b` into
+        # bias_add(a, squeeze(b)) when b has one non-unit axis, which drops the
+        # batch axis of b when a is the unbatched (1, 1, C) mean (keras#20386).
+        z = eps * ops.exp(self.log_scale) + self.mean
         return z, per_example(ops.sum(self.log_scale), eps)
