@@ -96,6 +96,19 @@ def test_sample_shape_dtype_and_temperature(model):
         model.sample(2, temperature=-1)
 
 
+def test_one_sample_with_a_one_by_one_top_latent(model):
+    """A batch of one through a 1x1 top latent (TINY's, and 8x8 images at L=3).
+
+    Keras' TensorFlow `add` once broadcast the top prior's unbatched mean
+    against such a batch into the wrong shape.
+    """
+    assert model.latent_shapes[-1][:2] == (1, 1)
+    x = to_numpy(model.sample(1, seed=0))
+    assert x.shape == (1, *TINY.image_shape)
+    zs, _ = model.encode(x)
+    np.testing.assert_allclose(to_numpy(model.decode(zs)), x, atol=1e-4)
+
+
 def test_weights_round_trip(model, tmp_path):
     path = str(tmp_path / "tiny.weights.h5")
     model.save_weights(path)
