@@ -128,9 +128,9 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _write_metadata(self):
-        # The weights file is replaced before the metadata that names the
-        # epoch, so a crash between the two resumes from newer weights at the
-        # older epoch: some steps again, never a torn file.
+        # Keras' format, kept for tools that read it. It is replaced after
+        # the weights, so a crash between the two leaves it behind them; a
+        # resumed run reads its epoch from the weights' step count instead.
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         run_dir_lib.write_json(self._training_metadata_path, metadata)
 
