@@ -90,12 +90,12 @@ def main(argv):
         _fail(error)
 
     from glow_tf.data import DatasetError
-    from glow_tf.run_dir import RunDirMismatchError
+    from glow_tf.run_dir import RunDirError
     from glow_tf.training import TrainingDiverged, train_and_evaluate
 
     try:
         train_and_evaluate(*configs, hparams.resolved_run_dir)
-    except (DatasetError, RunDirMismatchError, TrainingDiverged) as error:
+    except (DatasetError, RunDirError, TrainingDiverged) as error:
         _fail(error)
 
 

@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from glow_tf import run_dir as run_dir_lib
+from glow_tf.divergence import weights_are_finite
 
 
 class RunCheckpoint(keras.callbacks.BackupAndRestore):
@@ -27,25 +28,34 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
       backup. The weights are serialised once and copied, since saving a
       deep Glow costs seconds.
 
-    When `fit` starts, Keras' BackupAndRestore restores the backup: the
-    weights and the epoch, not the position inside the epoch, so a run
-    killed mid-epoch resumes with the weights and step count of its last
-    backup and runs that epoch's pass over the data again. A resumed run
-    reads the best test bits/dim so far back from metrics.json. A step or
-    epoch whose loss is not finite (TerminateOnNaN stops there) writes
-    nothing, so the files keep the last good state.
+    When `fit` starts, Keras' BackupAndRestore restores the backup's
+    weights and optimizer state. Where the run stood is read from the
+    restored step count s (which lives in the same file, so it always
+    matches the weights): epoch s // steps_per_epoch, with
+    s % steps_per_epoch of its steps done. A run killed mid-epoch goes on
+    with the rest of that epoch, as many steps as it had left (on a fresh
+    shuffle of the data: the data pipeline's position is not saved), so a
+    run's step count is always epochs x steps_per_epoch however often it
+    was interrupted. A resumed run reads the best test bits/dim so far back
+    from metrics.json. Nothing is written while the loss or the weights are
+    not finite, so the files keep the last finite state.
 
     Args:
         run: the `run_dir.RunDir`.
         epochs: the epochs this run is asked for (recorded in metrics.json).
         backup_every: training steps between backups.
+        steps_per_epoch: training steps in one epoch.
         resume: whether this continues the run whose files are there.
     """
 
-    def __init__(self, run, epochs, backup_every, resume=False):
+    def __init__(self, run, epochs, backup_every, steps_per_epoch, resume=False):
         super().__init__(run.backup_dir, save_freq=backup_every, delete_checkpoint=False)
         self.run = run
         self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        # The step count of the newest backup on disk (0: none yet).
+        self.backup_step = 0
+        self._ending_epoch_early = False
         previous = run.read_metrics() if resume else {}
         self.best = previous.get("best_test_bits_per_dim", math.inf)
         self.best_epoch = previous.get("best_epoch")
@@ -53,6 +63,11 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
         super().on_train_begin(logs)
+        self.backup_step = self._step()
+        epoch = self.backup_step // self.steps_per_epoch
+        # Overrides the epoch Keras read from training_metadata.json, which
+        # is written after the weights and may lag behind them.
+        self.model._initial_epoch = self._current_epoch = epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras sets this only at the end of an epoch, so the backups taken
@@ -62,11 +77,20 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
     def on_train_batch_end(self, batch, logs=None):
         if _finite((logs or {}).get("loss")):
             super().on_train_batch_end(batch, logs)
+        # A resumed epoch ends when the epoch's steps are done, before the
+        # data runs out; on_epoch_end lets training go on.
+        epoch_end_step = (self._current_epoch + 1) * self.steps_per_epoch
+        early = batch + 1 < self.steps_per_epoch
+        if early and self._step() >= epoch_end_step and not self.model.stop_training:
+            self._ending_epoch_early = True
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not _finite(logs.get("loss")):
+        if not (_finite(logs.get("loss")) and weights_are_finite(self.model)):
             return
+        if self._ending_epoch_early:
+            self.model.stop_training = self._ending_epoch_early = False
         newest = self.run.weights("newest")
         run_dir_lib.save_weights(self.model, newest)
         test = logs.get("val_loss")
@@ -90,16 +114,23 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
         self._batches_seen_since_last_saving = 0
         _copy(newest, self._weights_path)
         self._write_metadata()
+        self.backup_step = self._step()
 
     def _save_model(self):
         """A mid-epoch backup (Keras calls this every `save_freq` steps)."""
+        if not weights_are_finite(self.model):
+            return
         run_dir_lib.save_weights(self.model, self._weights_path)
         self._write_metadata()
+        self.backup_step = self._step()
+
+    def _step(self):
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _write_metadata(self):
-        # The weights file is replaced before the metadata that names the
-        # epoch, so a crash between the two resumes from newer weights at the
-        # older epoch: some steps again, never a torn file.
+        # Keras' format, kept for tools that read it. It is replaced after
+        # the weights, so a crash between the two leaves it behind them; a
+        # resumed run reads its epoch from the weights' step count instead.
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         run_dir_lib.write_json(self._training_metadata_path, metadata)
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf import preprocessing
+from glow_tf import checks, preprocessing
 from glow_tf.config import GlowConfig
 from glow_tf.layers import (
     ActNorm,
@@ -149,15 +149,25 @@ class Glow(keras.Model):
     # ---- densities ----
 
     def log_prob(self, x, labels=None):
-        """Continuous log-density of x in nats, shape (N,); p(x | y) given labels."""
+        """Continuous log-density of x in nats, shape (N,); p(x | y) given labels.
+
+        Raises ValueError on NaN or inf in x (checked on concrete inputs
+        only, not inside a traced function: see glow_tf.checks).
+        """
+        self._check_image_shape(x, "x")
+        checks.check_finite(x, "x", "log_prob")
         return _log_density(*self.encode(x, labels))
 
     def bits_per_dim(self, images, labels=None, seed=None):
         """Bits/dim of uint8 images (N, H, W, C): the discrete NLL, shape (N,).
 
         Each call draws fresh dequantisation noise (from `seed`, an int, or
-        the model's own generator when None).
+        the model's own generator when None). Raises ValueError on values
+        that are not those of uint8 images (NaN, inf, outside 0..255, not
+        whole), checked on concrete inputs only (see glow_tf.checks).
         """
+        self._check_image_shape(images, "images")
+        checks.check_images(images, "images", "bits_per_dim")
         return self._bits_per_dim(images, labels, seed)[0]
 
     def _bits_per_dim(self, images, labels, seed):
@@ -249,6 +259,8 @@ class Glow(keras.Model):
         labels: ActNorms sit below the top prior, the only part they touch.)
         """
         self._check_image_shape(images, "images")
+        # NaN images would set every ActNorm to NaN, and the run with them.
+        checks.check_images(images, "images", "initialize")
         actnorms = [layer for layer in self._flatten_layers() if isinstance(layer, ActNorm)]
         for layer in actnorms:
             layer.data_init = True

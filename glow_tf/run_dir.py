@@ -31,15 +31,24 @@ BACKUP_WEIGHTS = "latest.weights.h5"
 LOGS = "logs"
 WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
 # Hyperparameters a rerun may change without starting a different run:
-# more epochs extend it, and how often it backs up does not change the result.
-MAY_CHANGE_ON_RESUME = (("training", "epochs"), ("training", "backup_every"))
+# more epochs extend it, how often it backs up does not change the result,
+# and a lower learning rate or gradient clipping is how a run that diverged
+# goes on from its last good backup.
+MAY_CHANGE_ON_RESUME = (
+    ("training", "epochs"), ("training", "backup_every"),
+    ("training", "lr"), ("training", "clipnorm"),
+)
 
 
 # In the name of every temp file, which also starts with ".".
 _TEMP_MARK = ".tmp"
 
 
-class RunDirMismatchError(ValueError):
+class RunDirError(ValueError):
+    """A run folder that cannot be used as asked (a user's error, not a bug)."""
+
+
+class RunDirMismatchError(RunDirError):
     """The run folder holds a run with other hyperparameters than asked for."""
 
 
@@ -56,6 +65,11 @@ def atomic_write(path, write):
     os.close(handle)
     try:
         write(temp)
+        # On disk before the rename, so that a power cut cannot leave the new
+        # name on an empty file (a killed process needs no fsync: the kernel
+        # still writes what it was given).
+        with open(temp, "rb+") as f:
+            os.fsync(f.fileno())
         # mkstemp makes the file private; give it the permissions of a new file.
         os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
@@ -145,31 +159,70 @@ class RunDir:
     def write_metrics(self, metrics):
         write_json(self.file(METRICS), metrics)
 
+    def check(self, config):
+        """Raises RunDirError unless `prepare(config)` can use the folder; writes nothing.
+
+        The folder (or the nearest folder above it that exists) must be
+        writable, and a folder that already holds a run must hold this run:
+        every hyperparameter but those in MAY_CHANGE_ON_RESUME must match, or
+        RunDirMismatchError names the ones that differ.
+        """
+        self._check_writable()
+        path = self.file(CONFIG)
+        if not os.path.exists(path):
+            return
+        try:
+            stored = read_json(path)
+        except (OSError, ValueError) as error:
+            raise RunDirError(
+                f"{path} cannot be read ({error}); expected the config.json that main.py "
+                "wrote. Move the folder away or give this run its own --run_dir."
+            ) from None
+        differences = config_differences(stored, config)
+        if differences:
+            raise RunDirMismatchError(
+                f"{self.path} holds a run with other hyperparameters: "
+                + "; ".join(differences)
+                + ". Rerun with the same values to resume that run, or give "
+                "this one its own folder (--run_dir)."
+            )
+
+    def _check_writable(self):
+        path = os.path.abspath(self.path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RunDirError(f"run_dir={self.path!r} is a file; expected a folder for the run.")
+        existing = path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise RunDirError(
+                f"run_dir={self.path!r}: {existing} is a file, so no folder can be made under it."
+            )
+        # Permission bits do not tell (root, read-only mounts, /proc): make
+        # and remove an empty folder where the run's folders would go.
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=f".probe{_TEMP_MARK}", dir=existing))
+        except OSError as error:
+            raise RunDirError(
+                f"run_dir={self.path!r} cannot be written ({error.strerror} in {existing}); "
+                "expected a folder this user may write to."
+            ) from None
+
     def prepare(self, config):
         """Creates the folder with config.json, or checks the one there.
 
-        A folder that already holds a run must hold this run: every
-        hyperparameter but those in MAY_CHANGE_ON_RESUME must match, or
-        RunDirMismatchError names the ones that differ. config.json is
-        written when it is new or one of those may-change values changed.
+        Runs `check(config)` first, so a refused folder is left as it was.
+        config.json is written when it is new or one of the values in
+        MAY_CHANGE_ON_RESUME changed.
         """
+        self.check(config)
         os.makedirs(self.path, exist_ok=True)
         # A run killed (SIGKILL) in the middle of a write leaves its temp file.
         for folder in (self.path, self.backup_dir):
             remove_temp_files(folder)
         path = self.file(CONFIG)
-        if os.path.exists(path):
-            stored = read_json(path)
-            if stored == _jsonable(config):
-                return
-            differences = config_differences(stored, config)
-            if differences:
-                raise RunDirMismatchError(
-                    f"{self.path} holds a run with other hyperparameters: "
-                    + "; ".join(differences)
-                    + ". Rerun with the same values to resume that run, or give "
-                    "this one its own folder (--run_dir)."
-                )
+        if os.path.exists(path) and read_json(path) == _jsonable(config):
+            return
         write_json(path, config)
 
 

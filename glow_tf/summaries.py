@@ -11,6 +11,7 @@ from keras import ops
 
 from glow_tf import images as images_lib
 from glow_tf import preprocessing
+from glow_tf.divergence import weights_are_finite
 
 
 class GlowSummaries(keras.callbacks.Callback):
@@ -73,6 +74,10 @@ class GlowSummaries(keras.callbacks.Callback):
         return zs, reconstructed, samples
 
     def on_epoch_end(self, epoch, logs=None):
+        # A diverged model has nothing to show, and decoding with a NaN 1x1
+        # convolution fails (its inverse does not exist).
+        if not weights_are_finite(self.model):
+            return
         n_bits = self.model.config.n_bits
         zs, reconstructed, samples = self._passes(self._x, self._x_centres, self._eps)
         with self._writer.as_default(step=epoch):

@@ -16,6 +16,7 @@ from keras import ops
 from glow_tf import data as data_lib
 from glow_tf import run_dir as run_dir_lib
 from glow_tf.checkpoints import RunCheckpoint
+from glow_tf.divergence import StopOnDivergence
 from glow_tf.model import Glow
 from glow_tf.schedules import LinearWarmup
 from glow_tf.summaries import GlowSummaries
@@ -27,7 +28,7 @@ SAMPLE_TEMPERATURE = 0.7
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or infinite."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +175,14 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
             f"{data_config.n_bits} in the data config."
         )
     run = run_dir_lib.RunDir(run_dir)
-    run.prepare({
+    config = {
         "model": model_config.to_dict(),
         "data": data_config.to_dict(),
         "training": training_config.to_dict(),
-    })
+    }
+    # Everything that can refuse the run (the folder, then the data) is
+    # checked before anything is written, so a refused run leaves no trace.
+    run.check(config)
     metrics = run.read_metrics()
     if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
         print(
@@ -192,33 +196,34 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         data_config, training_config.batch_size, seed=training_config.seed
     )
     steps_per_epoch = data_lib.num_examples(train)
+    run.prepare(config)
     resuming = run.has_backup()
     init_images = None if resuming else data_lib.take_images(train, training_config.n_init)
     test_images = data_lib.take_images(test, SUMMARY_TEST_IMAGES)
 
+    divergence = StopOnDivergence()
+    checkpoint = RunCheckpoint(
+        run, training_config.epochs, training_config.backup_every, steps_per_epoch,
+        resume=resuming,
+    )
     all_callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+        divergence,
         GlowSummaries(
             f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
             seed=training_config.seed,
         ),
         keras.callbacks.TensorBoard(run.log_dir),
-        RunCheckpoint(run, training_config.epochs, training_config.backup_every, resume=resuming),
+        checkpoint,
         *callbacks,
     ]
-    model, history = build_and_fit(
+    model, _ = build_and_fit(
         model_config, training_config, train, test,
         init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
         verbose=verbose,
     )
 
-    losses = history.history.get("loss", [])
-    if losses and not math.isfinite(losses[-1]):
-        raise TrainingDiverged(
-            f"Training diverged (loss {losses[-1]}) in epoch {len(losses)} of this "
-            f"session; lower --lr or set --clipnorm. {run.path} keeps the last good "
-            "epoch's weights."
-        )
+    if divergence.step is not None:
+        raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
     metrics = run.read_metrics()
     test_bits_per_dim = float(model.evaluate(test, verbose=0))
     metrics.update(
@@ -229,3 +234,24 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     run.write_metrics(metrics)
     print(f"Test bits/dim: {test_bits_per_dim:.4f} (run folder: {run.path})")
     return model, metrics
+
+
+def _diverged_message(divergence, backup_step, run):
+    """Where training diverged, what the run folder kept, and how to go on."""
+    done = run.read_metrics()
+    if done.get("epochs_completed"):
+        kept = (
+            f"{run.path} keeps the last finite weights: newest of epoch "
+            f"{done['epochs_completed']}, best of epoch {done['best_epoch']}"
+        )
+    else:
+        kept = f"{run.path} has no weights of a finished epoch yet"
+    if backup_step:
+        resume = f"resumes from the backup of step {backup_step}"
+    else:
+        resume = "starts over (there is no backup yet)"
+    return (
+        f"Training diverged: {divergence.reason} at step {divergence.step} (epoch "
+        f"{divergence.epoch}). {kept}. The same command with a lower --lr or with "
+        f"--clipnorm {resume}."
+    )

@@ -1,6 +1,7 @@
 """The whole Glow on tiny shapes: bijection, exact likelihood, sampling, saving, fit."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -277,3 +278,65 @@ def test_conditional_fit_lowers_the_loss():
     log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     bits_y = -log_softmax[np.arange(16), labels].mean() / math.log(2)
     np.testing.assert_allclose(loss, bpd.mean() + CONDITIONAL.weight_y * bits_y, rtol=1e-5)
+
+
+# ---- values that are no images: checked where they exist ----
+
+
+def test_log_prob_refuses_non_finite_x(model):
+    x = x_batch()
+    x[1, 0, 0, 0], x[2, 1, 2, 1] = np.nan, -np.inf
+    message = r"x holds 2 non-finite value\(s\) \(NaN or inf\); log_prob needs finite inputs"
+    with pytest.raises(ValueError, match=message):
+        model.log_prob(x)
+    with pytest.raises(ValueError, match=message):
+        model.log_prob(ops.convert_to_tensor(x))
+
+
+@pytest.mark.parametrize(
+    "make_bad, message",
+    [
+        (lambda u: np.where(u == 255, np.nan, u).astype(np.float32), r"1 non-finite value\(s\) \(NaN or inf\)"),
+        (lambda u: u.astype(np.float32) / 255 - 0.5, r"values in \[-0.5, 0.5\], outside 0..255"),
+        (lambda u: u.astype(np.int32) + 1, r"values in \[1, 256\], outside 0..255"),
+        (lambda u: u.astype(np.float32) / 255, r"(\d+) value\(s\) that are not whole numbers"),
+    ],
+    ids=["nan", "flow-inputs", "above-255", "scaled-to-1"],
+)
+def test_bits_per_dim_refuses_values_that_are_no_uint8_images(model, make_bad, message):
+    images = np.minimum(uint8_images(3), 254)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 0, 255
+    bad = make_bad(images)
+    expected = f"images holds {message}; bits_per_dim expects uint8 images"
+    with pytest.raises(ValueError, match=expected) as error:
+        model.bits_per_dim(bad)
+    if "whole" in message:  # every value but 0 and 255 became a fraction
+        fractions = np.count_nonzero((images != 0) & (images != 255))
+        assert int(re.search(message, str(error.value)).group(1)) == fractions
+    with pytest.raises(ValueError, match=expected.replace("bits_per_dim", "initialize")):
+        model.initialize(bad)
+
+
+def test_images_of_another_dtype_with_uint8_values_score_the_same(model):
+    images = uint8_images(3)
+    np.testing.assert_array_equal(
+        to_numpy(model.bits_per_dim(images.astype(np.float32), seed=3)),
+        to_numpy(model.bits_per_dim(images, seed=3)),
+    )
+
+
+def test_value_checks_are_skipped_inside_a_traced_function(model):
+    # Traced inputs have no values: the check cannot run there and must not
+    # break tracing; the NaN comes out as a NaN.
+    x = x_batch()
+    x[0, 0, 0, 0] = np.nan
+    if keras.backend.backend() == "jax":
+        import jax
+
+        traced = jax.jit(model.log_prob)
+    else:
+        import tensorflow as tf
+
+        traced = tf.function(model.log_prob)
+    log_prob = to_numpy(traced(x))
+    assert np.isnan(log_prob[0]) and np.all(np.isfinite(log_prob[1:]))

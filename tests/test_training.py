@@ -125,10 +125,10 @@ def test_rerunning_a_finished_run_changes_nothing(finished_run, capsys):
 def test_other_hyperparameters_in_the_same_folder_are_refused(finished_run):
     run_dir, _, _ = finished_run
     with pytest.raises(RunDirMismatchError) as error:
-        training.train_and_evaluate(*tiny_configs(hidden_channels=16, lr=1e-3), run_dir, verbose=0)
+        training.train_and_evaluate(*tiny_configs(hidden_channels=16, warmup=1.0), run_dir, verbose=0)
     message = str(error.value)
     assert "model.hidden_channels: 8 in the run folder, 16 now" in message
-    assert "training.lr: 0.002 in the run folder, 0.001 now" in message
+    assert "training.warmup: 0.5 in the run folder, 1.0 now" in message
     assert "--run_dir" in message
 
 
@@ -149,10 +149,14 @@ class Record(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.start_step = int(self.model.optimizer.iterations.numpy())
-        self.epochs = []
+        self.epochs, self.steps_in_epoch = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs.append(epoch)
+        self.steps_in_epoch.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_in_epoch[-1] += 1
 
 
 def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monkeypatch):
@@ -174,8 +178,11 @@ def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monke
     _, metrics = training.train_and_evaluate(*configs, tmp_path, callbacks=[record], verbose=0)
     assert calls == [64], "a resumed run must not initialise again"
     assert record.start_step == 32 and record.epochs == [1, 2]
+    # The rest of the second epoch (12 steps), then the third: the same step
+    # count as an uninterrupted run.
+    assert record.steps_in_epoch == [12, 22]
     assert metrics["finished"] and metrics["epochs_completed"] == 3
-    assert metrics["steps"] == 32 + 2 * 22
+    assert metrics["steps"] == 3 * 22
     assert metrics["test_bits_per_dim"] < 4.0
 
 
