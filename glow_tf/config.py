@@ -27,6 +27,11 @@ class GlowConfig:
         permutation: "lu" (LU-decomposed invertible 1x1 conv), "conv"
             (plain invertible 1x1 conv), "reverse" or "shuffle".
         n_bits: bits per colour channel the images are quantised to (1..8).
+        num_classes: classes of a class-conditional model (the top prior
+            depends on the label, and a classifier reads the top latent);
+            0 for an unconditional one.
+        weight_y: weight of the classifier's cross-entropy (in bits per
+            image) in the loss of a class-conditional model.
         seed: seed of the weight initialisers; None draws a random one.
     """
 
@@ -37,6 +42,8 @@ class GlowConfig:
     coupling: str = "affine"
     permutation: str = "lu"
     n_bits: int = 8
+    num_classes: int = 0
+    weight_y: float = 0.01
     seed: int | None = None
 
     def __post_init__(self):
@@ -65,6 +72,13 @@ class GlowConfig:
             )
         if not isinstance(self.n_bits, int) or not 1 <= self.n_bits <= 8:
             raise ValueError(f"n_bits={self.n_bits!r}: expected an integer in 1..8.")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(
+                f"num_classes={self.num_classes!r}: expected 0 (unconditional) or "
+                "the number of classes."
+            )
+        if not self.weight_y >= 0:  # also rejects NaN
+            raise ValueError(f"weight_y={self.weight_y!r}: expected a value >= 0.")
         height, width, _ = shape
         factor = 2**self.l_glow
         if height % factor or width % factor:

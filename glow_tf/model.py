@@ -4,6 +4,7 @@ import math
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from glow_tf import preprocessing
@@ -39,6 +40,13 @@ class Glow(keras.Model):
     dequantisation, one value per image; `compute_loss` averages it, so
     `compile(optimizer)` and `fit(images)` train by maximum likelihood.
 
+    A class-conditional model (`config.num_classes > 0`, the paper's
+    conditional CIFAR-10 model) has a top prior that depends on the label
+    and a linear classifier on the spatially averaged top latent. Its
+    inputs are `{"images": uint8, "labels": int}` dicts, every density
+    method takes `labels`, and its loss adds `weight_y` times the
+    classifier's cross-entropy in bits.
+
     Args:
         config: a `GlowConfig` (or its dict); None for the paper's CIFAR-10
             model.
@@ -71,6 +79,15 @@ class Glow(keras.Model):
         self.config = config
         self.remat = bool(remat)
         self.flow = _make_flow(config, self.remat)
+        self.top_prior = LearnedPrior(
+            num_classes=config.num_classes, dtype=FLOW_DTYPE, name="top_prior"
+        )
+        if config.num_classes:
+            # Zero-initialised, so the classifier starts at the uniform guess.
+            self.classifier = keras.layers.Dense(
+                config.num_classes, kernel_initializer="zeros", dtype=FLOW_DTYPE,
+                name="classifier",
+            )
         self.seed_generator = keras.random.SeedGenerator(config.seed)
         self.build((None, *config.image_shape))
 
@@ -83,14 +100,25 @@ class Glow(keras.Model):
             if isinstance(layer, SplitPrior):
                 latent_shapes.append((*shape[1:-1], layer.channels_b))
                 shape = (*shape[:-1], layer.channels_a)
+        self.top_prior.build(shape)
+        if self.config.num_classes:
+            self.classifier.build((None, shape[-1]))
         latent_shapes.append(tuple(shape[1:]))
         self.latent_shapes = tuple(latent_shapes)
 
     # ---- the bijection x <-> (eps_1, ..., eps_L) ----
 
-    def encode(self, x):
+    def encode(self, x, labels=None):
         """x (N, H, W, C) floats -> ([eps per level], logdet of shape (N,))."""
+        zs, logdet, _ = self._encode(x, labels)
+        return zs, logdet
+
+    def _encode(self, x, labels):
+        """`encode`, plus the top latent before its prior (the classifier's input)."""
         self._check_image_shape(x, "x")
+        if isinstance(labels, (int, list, tuple)):
+            labels = np.asarray(labels)
+        self._check_labels(labels, x)
         h, logdet = ops.cast(x, FLOW_DTYPE), 0.0
         zs = []
         for layer in self.flow:
@@ -99,10 +127,11 @@ class Glow(keras.Model):
             if isinstance(layer, SplitPrior):
                 h, z = layer.split(h)
                 zs.append(z)
-        zs.append(h)
-        return zs, logdet
+        eps, prior_logdet = self.top_prior(h, labels=labels)
+        zs.append(eps)
+        return zs, logdet + prior_logdet, h
 
-    def decode_with_logdet(self, zs):
+    def decode_with_logdet(self, zs, labels=None):
         """[eps per level] -> (x, log|det dx/d eps| of shape (N,))."""
         if len(zs) != len(self.latent_shapes):
             raise ValueError(
@@ -110,7 +139,8 @@ class Glow(keras.Model):
                 f"levels with latent shapes {self.latent_shapes}."
             )
         zs = [ops.cast(z, FLOW_DTYPE) for z in zs]
-        h, logdet = zs.pop(), 0.0
+        self._check_labels(labels, zs[0])
+        h, logdet = self.top_prior(zs.pop(), inverse=True, labels=labels)
         for layer in reversed(self.flow):
             if isinstance(layer, SplitPrior):
                 h = layer.merge(h, zs.pop())
@@ -118,75 +148,120 @@ class Glow(keras.Model):
             logdet = logdet + layer_logdet
         return h, logdet
 
-    def decode(self, zs):
+    def decode(self, zs, labels=None):
         """The exact inverse of `encode`: [eps per level] -> x."""
-        return self.decode_with_logdet(zs)[0]
+        return self.decode_with_logdet(zs, labels)[0]
 
     # ---- densities ----
 
-    def log_prob(self, x):
-        """Continuous log-density of x in nats, shape (N,)."""
-        zs, logdet = self.encode(x)
-        return sum(_standard_normal_log_prob(z) for z in zs) + logdet
+    def log_prob(self, x, labels=None):
+        """Continuous log-density of x in nats, shape (N,); p(x | y) given labels."""
+        return _log_density(*self.encode(x, labels))
 
-    def bits_per_dim(self, images, seed=None):
+    def bits_per_dim(self, images, labels=None, seed=None):
         """Bits/dim of uint8 images (N, H, W, C): the discrete NLL, shape (N,).
 
         Each call draws fresh dequantisation noise (from `seed`, an int, or
         the model's own generator when None).
         """
+        return self._bits_per_dim(images, labels, seed)[0]
+
+    def _bits_per_dim(self, images, labels, seed):
         self._check_image_shape(images, "images")
         x = preprocessing.dequantize(
             images, self.config.n_bits, seed=self.seed_generator if seed is None else seed
         )
-        return preprocessing.bits_per_dim(
-            self.log_prob(x), self.config.num_dims, self.config.n_bits
+        zs, logdet, top = self._encode(x, labels)
+        bpd = preprocessing.bits_per_dim(
+            _log_density(zs, logdet), self.config.num_dims, self.config.n_bits
         )
+        return bpd, top
 
-    def call(self, images, training=False):
-        return self.bits_per_dim(images)
+    def class_logits(self, x):
+        """The classifier's logits (N, num_classes) for x; conditional models only."""
+        if not self.config.num_classes:
+            raise ValueError("class_logits needs a class-conditional model (num_classes > 0).")
+        return self._class_logits(self._encode_to_top(x))
+
+    def _class_logits(self, top):
+        return self.classifier(ops.mean(top, axis=(1, 2)))
+
+    def _encode_to_top(self, x):
+        # The top latent does not depend on the label; only its prior does.
+        labels = ops.zeros(ops.shape(x)[:1], "int32") if self.config.num_classes else None
+        return self._encode(x, labels)[2]
+
+    def call(self, inputs, training=False):
+        """Per-image bits/dim of uint8 images, or of {"images", "labels"} dicts.
+
+        For a class-conditional model, the classifier's weighted cross-entropy
+        (bits per image, averaged over the batch) is added with `add_loss`.
+        """
+        if isinstance(inputs, dict):
+            images, labels = inputs["images"], inputs["labels"]
+        else:
+            images, labels = inputs, None
+        bpd, top = self._bits_per_dim(images, labels, None)
+        if self.config.num_classes:
+            cross_entropy = keras.losses.sparse_categorical_crossentropy(
+                labels, self._class_logits(top), from_logits=True
+            )
+            self.add_loss(self.config.weight_y * ops.mean(cross_entropy) / math.log(2.0))
+        return bpd
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean bits/dim of the batch: the per-image values `call` returned."""
         per_image = y_pred
-        if self.losses:  # add_loss / regularisers: the same for every image
-            per_image = per_image + ops.sum(self.losses)
+        for extra in self.losses:  # add_loss terms: the classifier, regularisers
+            # One value for the whole batch; adding it to every image before
+            # the (weighted) mean adds it once, and lets Keras' reduction
+            # scale it per replica like the bits/dim.
+            per_image = per_image + ops.sum(extra)
         # A likelihood has no target; the loss reads y_pred only.
         return _MEAN_OVER_REPLICA_BATCH(per_image, per_image, sample_weight)
 
     # ---- sampling ----
 
-    def sample(self, n, temperature=1.0, seed=None):
+    def sample(self, n, temperature=1.0, seed=None, labels=None):
         """n images from the model, as floats in [-0.5, 0.5].
 
         Latents are drawn from N(0, temperature^2 I) in the standardised
         space (the paper's reduced-temperature sampling); temperature 0
-        decodes the priors' means.
+        decodes the priors' means. A class-conditional model samples the
+        classes in `labels` (an int for all n, or n ints); without labels it
+        cycles through the classes 0, 1, ..., so a grid shows every class.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n={n!r}: expected a number of samples >= 1.")
         if not temperature >= 0:  # also rejects NaN
             raise ValueError(f"temperature={temperature!r}: expected a value >= 0.")
+        if self.config.num_classes:
+            if labels is None:
+                labels = np.arange(n) % self.config.num_classes
+            labels = np.broadcast_to(np.asarray(labels, np.int32), (n,))
         generator = keras.random.SeedGenerator(seed)
         zs = [
             temperature * keras.random.normal((n, *shape), seed=generator)
             for shape in self.latent_shapes
         ]
-        return ops.clip(self.decode(zs), -0.5, 0.5)
+        return ops.clip(self.decode(zs, labels), -0.5, 0.5)
 
     # ---- data-dependent initialisation ----
 
     def initialize(self, images):
         """Sets every ActNorm from one eager pass over uint8 `images`.
 
-        Use a few hundred training images; the pass runs in one batch.
+        Use a few hundred training images; the pass runs in one batch. (No
+        labels: ActNorms sit below the top prior, the only part they touch.)
         """
         self._check_image_shape(images, "images")
         actnorms = [layer for layer in self._flatten_layers() if isinstance(layer, ActNorm)]
         for layer in actnorms:
             layer.data_init = True
         try:
-            self.encode(preprocessing.dequantize(images, self.config.n_bits, seed=self.seed_generator))
+            self._encode_to_top(
+                preprocessing.dequantize(images, self.config.n_bits, seed=self.seed_generator)
+            )
         finally:
             for layer in actnorms:
                 layer.data_init = False
@@ -221,12 +296,47 @@ class Glow(keras.Model):
                 "(GlowConfig.image_shape, height x width x channels)."
             )
 
+    def _check_labels(self, labels, x):
+        """Labels are required by, and only by, a class-conditional model."""
+        num_classes = self.config.num_classes
+        if not num_classes:
+            if labels is not None:
+                raise ValueError(
+                    "labels were given, but this model is unconditional "
+                    "(GlowConfig.num_classes=0)."
+                )
+            return
+        if labels is None:
+            raise ValueError(
+                f"This model is class-conditional (num_classes={num_classes}): "
+                f"pass labels, one integer in 0..{num_classes - 1} per image."
+            )
+        if tuple(labels.shape) != tuple(x.shape[:1]) and None not in labels.shape:
+            raise ValueError(
+                f"labels has shape {tuple(labels.shape)}; expected one label per "
+                f"image, shape ({x.shape[0]},)."
+            )
+        if isinstance(labels, np.ndarray) and labels.size:
+            # Only concrete labels can be checked; an out-of-range index would
+            # silently clamp on some backends.
+            low, high = labels.min(), labels.max()
+            if low < 0 or high >= num_classes:
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"label {bad} is out of range: expected integers in "
+                    f"0..{num_classes - 1} (num_classes={num_classes})."
+                )
+
     def get_config(self):
         return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat}
 
 
 def _make_flow(config, remat=False):
-    """The bijectors in data -> latent order: per level, squeeze -> K steps -> split."""
+    """The bijectors in data -> latent order: per level, squeeze -> K steps -> split.
+
+    The top prior follows them (`Glow.top_prior`); it is kept apart because
+    it alone may take labels.
+    """
     flow = []
     seed = config.seed
     for level in range(config.l_glow):
@@ -244,7 +354,6 @@ def _make_flow(config, remat=False):
             ]
         if level < config.l_glow - 1:
             flow.append(SplitPrior(dtype=FLOW_DTYPE, name=f"split_{level}"))
-    flow.append(LearnedPrior(dtype=FLOW_DTYPE, name="top_prior"))
     return flow
 
 
@@ -274,6 +383,11 @@ class _MeanLoss(keras.losses.Loss):
 
 
 _MEAN_OVER_REPLICA_BATCH = _MeanLoss()
+
+
+def _log_density(zs, logdet):
+    """log p(x) = sum_levels log N(eps; 0, I) + log|det d eps / dx|."""
+    return sum(_standard_normal_log_prob(z) for z in zs) + logdet
 
 
 def _standard_normal_log_prob(z):

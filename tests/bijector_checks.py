@@ -52,7 +52,7 @@ def to_numpy(t):
     return np.asarray(ops.convert_to_numpy(t))
 
 
-def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True):
+def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True, labels=None):
     """Asserts the bijector protocol for `layer` on the batch `x`.
 
     - y = f(x) has the shape compute_output_shape promises; y and logdet are
@@ -61,6 +61,8 @@ def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True):
     - logdet equals log|det| of the autodiff Jacobian, example by example;
     - get_config() rebuilds an identical layer, also through Keras'
       serialisation registry.
+
+    `labels`, one per example, are passed to every call of a conditional layer.
     """
     x = np.asarray(x, np.float32)
     if not layer.built:
@@ -68,28 +70,34 @@ def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True):
     if randomize:
         randomize_weights(layer)
 
-    y, logdet = layer(x)
+    def kwargs(rows=slice(None)):
+        return {} if labels is None else {"labels": np.asarray(labels)[rows]}
+
+    y, logdet = layer(x, **kwargs())
     y, logdet = to_numpy(y), to_numpy(logdet)
     assert y.shape[1:] == tuple(layer.compute_output_shape(x.shape))[1:]
     assert logdet.shape == (x.shape[0],), f"logdet shape {logdet.shape}"
     assert logdet.dtype == np.float32, f"logdet dtype {logdet.dtype}"
     assert np.all(np.isfinite(y)) and np.all(np.isfinite(logdet))
 
-    x_again, inverse_logdet = layer(y, inverse=True)
+    x_again, inverse_logdet = layer(y, inverse=True, **kwargs())
     np.testing.assert_allclose(to_numpy(x_again), x, atol=atol)
     np.testing.assert_allclose(logdet + to_numpy(inverse_logdet), 0.0, atol=atol)
 
-    def forward_flat(v):
-        return ops.reshape(layer(ops.reshape(v, (1, *x.shape[1:])))[0], (-1,))
-
     for i, example in enumerate(x):
+
+        def forward_flat(v):
+            return ops.reshape(
+                layer(ops.reshape(v, (1, *x.shape[1:])), **kwargs(slice(i, i + 1)))[0], (-1,)
+            )
+
         expected = log_abs_det_jacobian(forward_flat, example)
         np.testing.assert_allclose(logdet[i], expected, atol=logdet_atol, rtol=1e-4)
 
     clone = type(layer).from_config(layer.get_config())
     clone.build(x.shape)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(to_numpy(clone(x)[0]), y, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(clone(x, **kwargs())[0]), y, atol=1e-6)
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer)
     )

@@ -40,6 +40,20 @@ def test_bijector_protocol(make_layer):
     check_bijector(make_layer(), batch())
 
 
+def test_class_conditional_prior():
+    layer = LearnedPrior(num_classes=3)
+    x = batch((3, 2, 2, 4))
+    check_bijector(layer, x, labels=[0, 2, 1])
+    # The same z under different classes gets a different density.
+    _, logdet_0 = layer(x, labels=np.array([0, 0, 0]))
+    _, logdet_1 = layer(x, labels=np.array([1, 1, 1]))
+    assert not np.allclose(to_numpy(logdet_0), to_numpy(logdet_1))
+    with pytest.raises(ValueError, match="class-conditional \\(num_classes=3\\): pass labels"):
+        layer(x)
+    with pytest.raises(ValueError, match="unconditional prior"):
+        LearnedPrior()(x, labels=np.array([0, 0, 0]))
+
+
 def test_coupling_with_odd_channels():
     check_bijector(Coupling(8), batch((2, 2, 2, 3)))
 

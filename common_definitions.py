@@ -1,0 +1,127 @@
+"""Every default of the command-line tools, in one place.
+
+`Hyperparameters` holds the defaults, which are the paper's CIFAR-10 setup
+(Kingma & Dhariwal 2018). `PRESETS` changes some of them per dataset (the
+offline `digits` gets a small model that trains on a CPU in minutes), and a
+flag given on the command line beats both: `hyperparameters_for` applies the
+three in that order.
+"""
+
+import dataclasses
+
+from glow_tf.config import COUPLINGS, PERMUTATIONS
+
+# The names glow_tf.data and glow_tf.training accept (a test checks they agree);
+# spelt out here so that reading the defaults needs no TensorFlow.
+DATASETS = (
+    "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "celeba",
+    "imagenet32", "imagenet64", "folder",
+)
+DEFAULT_DATASET = "digits"
+OPTIMIZERS = ("adamax", "adam")
+# Runs live in CHECKPOINT_ROOT/<dataset> unless --run_dir says otherwise, so
+# the same command finds (and resumes) its own run.
+CHECKPOINT_ROOT = "checkpoints"
+# Shipped weights; no run writes here by default.
+PRETRAINED_RUN_DIR = "checkpoints/digits-pretrained"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """One run's settings, flag by flag (main.py has a flag for each field)."""
+
+    dataset: str = DEFAULT_DATASET
+    data_dir: str | None = None
+    img_size: int = 32
+    channel_size: int = 3
+    k_glow: int = 32
+    l_glow: int = 3
+    hidden_channels: int = 512
+    coupling: str = "affine"
+    permutation: str = "lu"
+    n_bits: int = 8
+    batch_size: int = 64
+    epochs: int = 100
+    lr: float = 1e-3
+    warmup: float = 10.0
+    optimizer: str = "adamax"
+    clipnorm: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    n_init: int = 256
+    backup_every: int = 500
+    run_dir: str | None = None
+
+    @property
+    def resolved_run_dir(self):
+        return self.run_dir or f"{CHECKPOINT_ROOT}/{self.dataset}"
+
+
+HELP = {
+    "dataset": "Training images: digits is offline, folder reads --data_dir, the "
+               "others download through tensorflow-datasets on first use.",
+    "data_dir": "The image folder for --dataset folder; for the tensorflow-datasets "
+                "sources, where they are stored (default ~/tensorflow_datasets).",
+    "img_size": "Height and width the images are padded or resized to.",
+    "channel_size": "Image channels: 1 (grey) or 3 (RGB); other images are converted.",
+    "k_glow": "K, steps of flow per level.",
+    "l_glow": "L, levels of the multi-scale architecture.",
+    "hidden_channels": "Width of the coupling networks.",
+    "coupling": "Coupling layer.",
+    "permutation": "Channel permutation: the learned invertible 1x1 convolution, "
+                   "LU-decomposed (lu) or plain (conv), or a fixed reverse or shuffle.",
+    "n_bits": "Bits per colour channel the images are reduced to (1..8).",
+    "batch_size": "Images per training step.",
+    "epochs": "Passes over the training split; raising it continues a finished run.",
+    "lr": "Learning rate after the warmup.",
+    "warmup": "Epochs (may be fractional) of linear learning-rate warmup; 0 for none.",
+    "optimizer": "Optimizer.",
+    "clipnorm": "Clip each gradient to this norm; 0 for no clipping.",
+    "weight_decay": "Decoupled weight decay (AdamW-style) of the convolution kernels; "
+                    "0 for none.",
+    "seed": "Seed of the weights, the data order and the noise.",
+    "n_init": "Training images for the data-dependent ActNorm initialisation.",
+    "backup_every": "Steps between the backups an interrupted run resumes from.",
+    "run_dir": f"This run's folder (default {CHECKPOINT_ROOT}/<dataset>); rerunning "
+               "the same command there resumes it.",
+}
+
+# Values that differ from the defaults above, per dataset.
+_PAPER_32 = {"img_size": 32, "channel_size": 3}
+PRESETS = {
+    "digits": {
+        "img_size": 8, "channel_size": 1, "n_bits": 4,
+        # Deep and narrow, with decay of the kernels: 1437 training images
+        # overfit a wide model within a few epochs (tuning runs in README).
+        "k_glow": 32, "l_glow": 2, "hidden_channels": 16,
+        "batch_size": 64, "epochs": 40, "lr": 2e-3, "warmup": 2.0,
+        "weight_decay": 0.5, "backup_every": 10,
+    },
+    "mnist": {"img_size": 32, "channel_size": 1},  # 28x28 padded to 32x32
+    "fashion_mnist": {"img_size": 32, "channel_size": 1},
+    "cifar10": _PAPER_32,
+    "cifar100": _PAPER_32,
+    "svhn": _PAPER_32,
+    "celeba": {"img_size": 64, "channel_size": 3},
+    "imagenet32": _PAPER_32,
+    "imagenet64": {"img_size": 64, "channel_size": 3},
+    "folder": _PAPER_32,
+}
+
+
+def hyperparameters_for(dataset=DEFAULT_DATASET, **explicit):
+    """The defaults, then `dataset`'s preset, then the explicit values."""
+    if dataset not in PRESETS:
+        raise ValueError(f"dataset={dataset!r}: expected one of {', '.join(DATASETS)}.")
+    fields = {f.name for f in dataclasses.fields(Hyperparameters)}
+    unknown = sorted(set(explicit) - fields)
+    if unknown:
+        raise ValueError(f"Unknown hyperparameters {unknown}; expected some of {sorted(fields)}.")
+    return Hyperparameters(**{**PRESETS[dataset], **explicit, "dataset": dataset})
+
+
+def preset_note(name):
+    """' Presets: digits: 8; celeba: 64.' for the presets that change `name`."""
+    default = getattr(Hyperparameters(), name)
+    values = [f"{d}: {p[name]}" for d, p in PRESETS.items() if p.get(name, default) != default]
+    return f" Presets: {'; '.join(values)}." if values else ""

@@ -1,0 +1,292 @@
+"""Image datasets as tf.data pipelines of uint8 NHWC batches (TensorFlow only).
+
+Every dataset comes out the same way: uint8 images of `img_size` x
+`img_size` x `channel_size`, reduced to their top `n_bits` bits (the model
+keeps only those bits anyway, so the reduction is idempotent), shuffled,
+batched and prefetched. The model adds the dequantisation noise itself.
+
+Sources:
+
+- tensorflow-datasets: mnist, fashion_mnist, cifar10, cifar100, svhn
+  (`svhn_cropped`), celeba (`celeb_a`, the central 148x148 face crop resized
+  to 64x64), imagenet32 and imagenet64 (`downsampled_imagenet`, tested on its
+  validation split). These download on first use.
+- digits: scikit-learn's 1797 8x8 handwritten digits, offline. Its 17 grey
+  levels 0..16 are stored as uint8 `v * 255 // 16`; the first 1437 images
+  are the training split and the last 360 (20%) the test split.
+- folder: every .png/.jpg/.jpeg/.bmp/.gif file under `data_dir` (searched
+  recursively, sorted by path); every 10th file (the 10th, 20th, ...) is the
+  test split.
+
+Sizes: datasets drawn on a black background (mnist, fashion_mnist, digits)
+are zero-padded, centred, to a larger `img_size` (MNIST's 28x28 becomes
+32x32 so that L=3 levels divide it); every other change of size resizes
+(antialiased bilinear).
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be loaded as asked (a user's error, not a bug)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    tfds_name: str | None  # None: loaded by this module (digits, folder)
+    size: int | None  # native height = width; None: varies (folder)
+    channels: int | None
+    test_split: str = "test"
+    pad_to_grow: bool = False  # black background: pad rather than resize up
+    center_crop: int | None = None  # crop this square from the centre first
+
+
+SOURCES = {
+    "digits": _Source(None, 8, 1, pad_to_grow=True),
+    "mnist": _Source("mnist", 28, 1, pad_to_grow=True),
+    "fashion_mnist": _Source("fashion_mnist", 28, 1, pad_to_grow=True),
+    "cifar10": _Source("cifar10", 32, 3),
+    "cifar100": _Source("cifar100", 32, 3),
+    "svhn": _Source("svhn_cropped", 32, 3),
+    "celeba": _Source("celeb_a", 218, 3, center_crop=148),
+    "imagenet32": _Source("downsampled_imagenet/32x32", 32, 3, test_split="validation"),
+    "imagenet64": _Source("downsampled_imagenet/64x64", 64, 3, test_split="validation"),
+    "folder": _Source(None, None, None),
+}
+DATASETS = tuple(SOURCES)
+
+DIGITS_NUM_TRAIN = 1437
+FOLDER_TEST_EVERY = 10
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+_SHUFFLE_BUFFER = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which images, at what size and depth.
+
+    Attributes:
+        dataset: one of `DATASETS`.
+        img_size: height and width of the output images.
+        channel_size: 1 (grey) or 3 (RGB); a dataset of the other kind is
+            converted.
+        n_bits: bits kept per channel (1..8).
+        data_dir: the image folder for `dataset="folder"`; for the
+            tensorflow-datasets sources, where they are stored (None: the
+            tensorflow-datasets default, ~/tensorflow_datasets).
+    """
+
+    dataset: str = "digits"
+    img_size: int = 8
+    channel_size: int = 1
+    n_bits: int = 4
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if self.dataset not in SOURCES:
+            raise DatasetError(
+                f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}."
+            )
+        for name in ("img_size", "channel_size", "n_bits"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DatasetError(f"{name}={value!r}: expected an integer >= 1.")
+        if self.channel_size not in (1, 3):
+            raise DatasetError(
+                f"channel_size={self.channel_size}: expected 1 (grey) or 3 (RGB)."
+            )
+        if self.n_bits > 8:
+            raise DatasetError(f"n_bits={self.n_bits}: expected an integer in 1..8.")
+        if self.dataset == "folder" and not self.data_dir:
+            raise DatasetError(
+                "dataset='folder' needs data_dir, the folder that holds the images "
+                "(--data_dir PATH)."
+            )
+
+    @property
+    def image_shape(self):
+        return (self.img_size, self.img_size, self.channel_size)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def load_split(config, split):
+    """One split ("train" or "test") as a tf.data.Dataset of single uint8 images.
+
+    Unshuffled and unbatched; `make_datasets` adds the rest.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'test'.")
+    source = SOURCES[config.dataset]
+    if config.dataset == "digits":
+        images = tf.data.Dataset.from_tensor_slices(_digits(split))
+    elif config.dataset == "folder":
+        images = _folder(config, split)
+    else:
+        images = _tfds(source, config, split)
+    return images.map(
+        lambda image: _prepare(image, source, config),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def make_datasets(config, batch_size, seed=0):
+    """(train, test) batched pipelines: train shuffled with whole batches only.
+
+    The test split keeps its last, smaller batch, so that every test image
+    counts once in the test bits/dim.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
+    train = load_split(config, "train")
+    num_train = num_examples(train)
+    if num_train < batch_size:
+        raise DatasetError(
+            f"The {config.dataset} training split has {num_train} images, fewer "
+            f"than one batch (batch_size={batch_size}); lower --batch_size."
+        )
+    train = (
+        train.shuffle(min(num_train, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    test = load_split(config, "test").batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return train, test
+
+
+def take_images(dataset, n):
+    """Up to n images from a dataset of images or of batches, as a numpy array."""
+    if len(dataset.element_spec.shape) == 4:
+        dataset = dataset.unbatch()
+    batches = [batch.numpy() for batch in dataset.take(n).batch(max(n, 1))]
+    if not batches:
+        raise DatasetError("The dataset is empty; expected at least one image.")
+    return batches[0]
+
+
+def num_examples(dataset):
+    """Elements in a finite dataset: its cardinality, or a count when unknown."""
+    count = int(dataset.cardinality())
+    if count >= 0:
+        return count
+    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+# ---- sources ----
+
+
+def _digits(split):
+    from sklearn.datasets import load_digits
+
+    levels = load_digits().images.astype(np.int64)  # (1797, 8, 8), 0..16
+    images = (levels * 255 // 16).astype(np.uint8)[..., None]
+    return images[:DIGITS_NUM_TRAIN] if split == "train" else images[DIGITS_NUM_TRAIN:]
+
+
+def _tfds(source, config, split):
+    import tensorflow_datasets as tfds
+
+    tfds_split = "train" if split == "train" else source.test_split
+    dataset = tfds.load(
+        source.tfds_name, split=tfds_split, data_dir=config.data_dir,
+        shuffle_files=split == "train",
+    )
+    return dataset.map(lambda example: example["image"])
+
+
+def _folder(config, split):
+    files = folder_images(config.data_dir)
+    if len(files) < 2:
+        raise DatasetError(
+            f"data_dir={config.data_dir!r} holds {len(files)} image, expected at "
+            "least 2 (one for training, one for testing)."
+        )
+    index = np.arange(len(files))
+    is_test = index % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1
+    if not is_test.any():  # fewer than 10 files: the last one tests
+        is_test[-1] = True
+    chosen = [f for f, test in zip(files, is_test) if test == (split == "test")]
+    channels = config.channel_size
+    return tf.data.Dataset.from_tensor_slices(chosen).map(
+        lambda path: tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, expand_animations=False
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def folder_images(data_dir):
+    """The image files under data_dir, sorted; clear errors for a bad folder.
+
+    Every file is opened (header only) here, so that a file that is not an
+    image fails now, by name, and not in the middle of training.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data_dir or not os.path.isdir(data_dir):
+        raise DatasetError(f"data_dir={data_dir!r}: expected an existing folder of images.")
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise DatasetError(f"data_dir={data_dir!r}: the folder is not readable.")
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(data_dir)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not files:
+        raise DatasetError(
+            f"data_dir={data_dir!r} holds no images; expected files ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)}."
+        )
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, UnidentifiedImageError) as error:
+            raise DatasetError(f"{path}: not a readable image ({error}).") from None
+    return files
+
+
+# ---- one image to the asked size, channels and depth ----
+
+
+def _prepare(image, source, config):
+    if source.center_crop:
+        image = tf.image.resize_with_crop_or_pad(image, source.center_crop, source.center_crop)
+    image = _to_channels(image, config.channel_size)
+    image = _to_size(image, config.img_size, source.pad_to_grow)
+    # Keep the top n_bits of each value, as the model's quantisation does.
+    mask = (0xFF << (8 - config.n_bits)) & 0xFF
+    return tf.bitwise.bitwise_and(image, tf.constant(mask, tf.uint8))
+
+
+def _to_channels(image, channels):
+    have = image.shape[-1]
+    if have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+        return tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)
+    raise DatasetError(f"Cannot convert images with {have} channels to {channels}.")
+
+
+def _to_size(image, size, pad_to_grow):
+    height, width = image.shape[0], image.shape[1]
+    if (height, width) == (size, size):
+        return image
+    if pad_to_grow and height is not None and height <= size and width <= size:
+        return tf.image.pad_to_bounding_box(
+            image, (size - height) // 2, (size - width) // 2, size, size
+        )
+    # Antialiased bilinear: a proper low-pass filter when shrinking.
+    resized = tf.image.resize(
+        tf.cast(image, tf.float32), (size, size), method="bilinear", antialias=True
+    )
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)

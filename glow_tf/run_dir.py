@@ -1,0 +1,216 @@
+"""One training run's folder: what it holds, and writing it without torn files.
+
+    <run_dir>/
+      config.json           {"model": GlowConfig, "data": DataConfig, "training": TrainingConfig}
+      newest.weights.h5     weights after the latest finished epoch
+      best.weights.h5       weights of the epoch with the lowest test bits/dim
+      metrics.json          per-epoch progress; the final test bits/dim once finished
+      backup/               BackupAndRestore state: weights + optimizer + epoch
+      logs/                 TensorBoard: train/, validation/ (Keras), glow/ (ours)
+
+Every file is written to a temporary name in the same folder and then moved
+over the old one with `os.replace`, which is atomic: a crash leaves either the
+old file or the new one, never half of one. This module is backend-agnostic,
+so `sample.py` and evaluation scripts can rebuild a model from a run folder on
+any Keras backend.
+"""
+
+import json
+import os
+import tempfile
+
+from glow_tf.config import GlowConfig
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+NEWEST_WEIGHTS = "newest.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+BACKUP = "backup"
+# The name Keras' BackupAndRestore gives its weights file inside BACKUP.
+BACKUP_WEIGHTS = "latest.weights.h5"
+LOGS = "logs"
+WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
+# Hyperparameters a rerun may change without starting a different run:
+# more epochs extend it, and how often it backs up does not change the result.
+MAY_CHANGE_ON_RESUME = (("training", "epochs"), ("training", "backup_every"))
+
+
+# In the name of every temp file, which also starts with ".".
+_TEMP_MARK = ".tmp"
+
+
+class RunDirMismatchError(ValueError):
+    """The run folder holds a run with other hyperparameters than asked for."""
+
+
+def atomic_write(path, write):
+    """Calls write(temp_path), then moves the temp file over `path`.
+
+    The temp file lives in the same folder (os.replace is only atomic within
+    one file system) and keeps the suffix of `path`, since Keras picks the
+    format of a weights file by its name.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{_TEMP_MARK}{suffix}", dir=folder)
+    os.close(handle)
+    try:
+        write(temp)
+        # mkstemp makes the file private; give it the permissions of a new file.
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_temp_files(folder):
+    """Deletes the temp files that a killed writer left in folder (not recursive)."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name.startswith(".") and _TEMP_MARK in name:
+            os.remove(os.path.join(folder, name))
+
+
+def write_json(path, value):
+    def write(temp):
+        with open(temp, "w") as f:
+            json.dump(value, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    atomic_write(path, write)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_weights(model, path):
+    """model.save_weights(path), atomically."""
+    atomic_write(path, lambda temp: model.save_weights(temp))
+
+
+class RunDir:
+    """Paths in one run folder, and its config and metrics files.
+
+    Args:
+        path: the run folder (created by `prepare`).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def backup_dir(self):
+        return self.file(BACKUP)
+
+    @property
+    def log_dir(self):
+        return self.file(LOGS)
+
+    def weights(self, which="newest"):
+        if which not in WEIGHTS:
+            raise ValueError(f"which={which!r}: expected one of {', '.join(WEIGHTS)}.")
+        return self.file(WEIGHTS[which])
+
+    def has_backup(self):
+        """Whether an interrupted (or finished) run left a state to resume."""
+        return os.path.exists(os.path.join(self.backup_dir, BACKUP_WEIGHTS))
+
+    def read_config(self):
+        path = self.file(CONFIG)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: {self.path!r} is not a training run folder "
+                "(main.py writes config.json when a run starts)."
+            )
+        return read_json(path)
+
+    def read_metrics(self):
+        path = self.file(METRICS)
+        return read_json(path) if os.path.exists(path) else {}
+
+    def write_metrics(self, metrics):
+        write_json(self.file(METRICS), metrics)
+
+    def prepare(self, config):
+        """Creates the folder with config.json, or checks the one there.
+
+        A folder that already holds a run must hold this run: every
+        hyperparameter but those in MAY_CHANGE_ON_RESUME must match, or
+        RunDirMismatchError names the ones that differ. config.json is
+        written when it is new or one of those may-change values changed.
+        """
+        os.makedirs(self.path, exist_ok=True)
+        # A run killed (SIGKILL) in the middle of a write leaves its temp file.
+        for folder in (self.path, self.backup_dir):
+            remove_temp_files(folder)
+        path = self.file(CONFIG)
+        if os.path.exists(path):
+            stored = read_json(path)
+            if stored == _jsonable(config):
+                return
+            differences = config_differences(stored, config)
+            if differences:
+                raise RunDirMismatchError(
+                    f"{self.path} holds a run with other hyperparameters: "
+                    + "; ".join(differences)
+                    + ". Rerun with the same values to resume that run, or give "
+                    "this one its own folder (--run_dir)."
+                )
+        write_json(path, config)
+
+
+def config_differences(stored, asked):
+    """'section.name: X in the run folder, Y now' for each value that differs."""
+    differences = []
+    for section in sorted(set(stored) | set(asked)):
+        old, new = stored.get(section, {}), asked.get(section, {})
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            if old != new:
+                differences.append(f"{section}: {old!r} in the run folder, {new!r} now")
+            continue
+        for name in sorted(set(old) | set(new)):
+            if (section, name) in MAY_CHANGE_ON_RESUME:
+                continue
+            # JSON turns tuples into lists; compare them as lists.
+            a, b = _jsonable(old.get(name)), _jsonable(new.get(name))
+            if a != b:
+                differences.append(f"{section}.{name}: {a!r} in the run folder, {b!r} now")
+    return differences
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
+def load_glow(path, which="newest"):
+    """The model of a run folder, rebuilt from config.json with its weights.
+
+    Args:
+        path: the run folder.
+        which: "newest" or "best" (by test bits/dim).
+    """
+    from glow_tf.model import Glow
+
+    run = RunDir(path)
+    model = Glow(GlowConfig.from_dict(run.read_config()["model"]))
+    weights = run.weights(which)
+    if not os.path.exists(weights):
+        raise FileNotFoundError(
+            f"{weights} not found: the run has not finished an epoch yet."
+        )
+    model.load_weights(weights)
+    return model

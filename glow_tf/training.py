@@ -1,0 +1,231 @@
+"""Training a Glow through Keras `fit`, into one run folder (TensorFlow only).
+
+`train_and_evaluate` is what `main.py` calls: it prepares the run folder
+(glow_tf.run_dir), builds the data pipelines (glow_tf.data), initialises and
+compiles the model, fits it with the callbacks that keep the folder current,
+and evaluates the final weights on the test split.
+"""
+
+import dataclasses
+import math
+import warnings
+
+import keras
+from keras import ops
+
+from glow_tf import data as data_lib
+from glow_tf import run_dir as run_dir_lib
+from glow_tf.checkpoints import RunCheckpoint
+from glow_tf.model import Glow
+from glow_tf.schedules import LinearWarmup
+from glow_tf.summaries import GlowSummaries
+
+OPTIMIZERS = ("adamax", "adam")
+# Test images behind the TensorBoard latent statistics and reconstructions.
+SUMMARY_TEST_IMAGES = 256
+SAMPLE_TEMPERATURE = 0.7
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """How to train (the model and the data have their own configs).
+
+    Attributes:
+        batch_size: images per step.
+        epochs: passes over the training split.
+        lr: learning rate after the warmup.
+        warmup: epochs (may be fractional) of linear warmup from ~0 to lr,
+            counted in epochs as in the original Glow code; 0 for none.
+        optimizer: "adamax" (the paper's) or "adam".
+        clipnorm: clip each gradient to this norm; None for no clipping.
+        weight_decay: decoupled weight decay (as in AdamW: each step,
+            w -= lr * weight_decay * w) of the convolution kernels, the only
+            weights of the coupling networks and split priors that are not
+            scales or shifts; 0 for none. It fights overfitting on small
+            datasets such as digits.
+        seed: seeds Python, NumPy and the backend, and the data shuffling.
+        n_init: training images for the data-dependent initialisation.
+        backup_every: steps between the backups that an interrupted run
+            resumes from (one is also taken at the end of every epoch).
+    """
+
+    batch_size: int = 64
+    epochs: int = 100
+    lr: float = 1e-3
+    warmup: float = 10.0
+    optimizer: str = "adamax"
+    clipnorm: float | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+    n_init: int = 256
+    backup_every: int = 500
+
+    def __post_init__(self):
+        for name in ("batch_size", "epochs", "n_init", "backup_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected an integer >= 1.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr={self.lr!r}: expected a learning rate > 0.")
+        if not (isinstance(self.warmup, (int, float)) and self.warmup >= 0):
+            raise ValueError(f"warmup={self.warmup!r}: expected a number of epochs >= 0.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}."
+            )
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ValueError(
+                f"clipnorm={self.clipnorm!r}: expected a norm > 0, or None for no clipping."
+            )
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay={self.weight_decay!r}: expected a number >= 0.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed={self.seed!r}: expected an integer.")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def make_optimizer(config, steps_per_epoch, model=None):
+    """The optimizer with its linear-warmup schedule.
+
+    Weight decay needs the model, whose convolution kernels it decays.
+    """
+    schedule = LinearWarmup(config.lr, round(config.warmup * steps_per_epoch))
+    optimizer_class = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam}[
+        config.optimizer
+    ]
+    optimizer = optimizer_class(
+        learning_rate=schedule, clipnorm=config.clipnorm,
+        weight_decay=config.weight_decay or None,
+    )
+    if config.weight_decay:
+        if model is None:
+            raise ValueError("weight_decay needs the model: make_optimizer(..., model=model).")
+        optimizer.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if not _is_kernel(v)]
+        )
+    return optimizer
+
+
+def _is_kernel(variable):
+    return variable.path.split("/")[-1] == "kernel"
+
+
+def build_and_fit(model_config, training_config, train, test, *, init_images, callbacks,
+                  steps_per_epoch, verbose="auto"):
+    """Creates, initialises, compiles and fits the model; returns (model, history).
+
+    The one place where the model meets the optimizer and `fit`, so that a
+    distribution strategy's scope (around creation and compile), XLA and
+    steps_per_execution (compile arguments) have one place to go.
+
+    Args:
+        init_images: uint8 training images for `Glow.initialize`, or None
+            when resuming (the restored weights hold the initialisation).
+        callbacks: passed to `fit`.
+    """
+    model = Glow(model_config)
+    if init_images is not None:
+        model.initialize(init_images)
+    model.compile(optimizer=make_optimizer(training_config, steps_per_epoch, model))
+    with warnings.catch_warnings():
+        if init_images is None:
+            # BackupAndRestore loads the initialised weights when fit starts,
+            # after Glow.fit has looked at the fresh ones.
+            warnings.filterwarnings("ignore", message=r"Glow\.fit\(\) on a model whose ActNorm")
+        history = model.fit(
+            train, validation_data=test, epochs=training_config.epochs,
+            callbacks=callbacks, verbose=verbose, shuffle=False,
+        )
+    return model, history
+
+
+def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
+                       callbacks=(), verbose="auto"):
+    """Trains in `run_dir` (resuming what is there); returns (model, metrics).
+
+    A new folder starts a run. A folder holding an interrupted run with the
+    same hyperparameters resumes it from its last backup, without repeating
+    the initialisation; other hyperparameters raise RunDirMismatchError. A
+    finished run is not trained again: its stored metrics are returned, unless
+    more epochs are asked for, which continue it.
+
+    Args:
+        callbacks: more Keras callbacks, run after the run folder's own.
+        verbose: `fit`'s verbosity ("auto": a progress bar).
+
+    Returns:
+        the trained model and the metrics written to metrics.json, whose
+        "test_bits_per_dim" is the final weights' test bits/dim.
+    """
+    if model_config.image_shape != data_config.image_shape:
+        raise ValueError(
+            f"The model expects images of shape {model_config.image_shape} but the "
+            f"data config gives {data_config.image_shape}."
+        )
+    if model_config.n_bits != data_config.n_bits:
+        raise ValueError(
+            f"n_bits differs: {model_config.n_bits} in the model config, "
+            f"{data_config.n_bits} in the data config."
+        )
+    run = run_dir_lib.RunDir(run_dir)
+    run.prepare({
+        "model": model_config.to_dict(),
+        "data": data_config.to_dict(),
+        "training": training_config.to_dict(),
+    })
+    metrics = run.read_metrics()
+    if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
+        print(
+            f"{run.path} finished {metrics['epochs_completed']} epochs already: "
+            f"test bits/dim {metrics['test_bits_per_dim']:.4f}. Nothing to do."
+        )
+        return run_dir_lib.load_glow(run.path), metrics
+
+    keras.utils.set_random_seed(training_config.seed)
+    train, test = data_lib.make_datasets(
+        data_config, training_config.batch_size, seed=training_config.seed
+    )
+    steps_per_epoch = data_lib.num_examples(train)
+    resuming = run.has_backup()
+    init_images = None if resuming else data_lib.take_images(train, training_config.n_init)
+    test_images = data_lib.take_images(test, SUMMARY_TEST_IMAGES)
+
+    all_callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        GlowSummaries(
+            f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
+            seed=training_config.seed,
+        ),
+        keras.callbacks.TensorBoard(run.log_dir),
+        RunCheckpoint(run, training_config.epochs, training_config.backup_every, resume=resuming),
+        *callbacks,
+    ]
+    model, history = build_and_fit(
+        model_config, training_config, train, test,
+        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+    )
+
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingDiverged(
+            f"Training diverged (loss {losses[-1]}) in epoch {len(losses)} of this "
+            f"session; lower --lr or set --clipnorm. {run.path} keeps the last good "
+            "epoch's weights."
+        )
+    metrics = run.read_metrics()
+    test_bits_per_dim = float(model.evaluate(test, verbose=0))
+    metrics.update(
+        test_bits_per_dim=test_bits_per_dim,
+        steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
+        finished=True,
+    )
+    run.write_metrics(metrics)
+    print(f"Test bits/dim: {test_bits_per_dim:.4f} (run folder: {run.path})")
+    return model, metrics
