@@ -33,6 +33,10 @@ JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
 
 
+class DistributionError(ValueError):
+    """A strategy that cannot run here: unknown, the other backend's, or no cluster."""
+
+
 class Distribution:
     """A way of placing one model on devices: a scope and a replica count.
 
@@ -62,6 +66,15 @@ class Distribution:
             )
         return per_replica_batch * self.num_replicas
 
+    def check_global_batch(self, batch_size):
+        """Raises DistributionError unless `batch_size` splits evenly over the replicas."""
+        if batch_size % self.num_replicas:
+            raise DistributionError(
+                f"batch_size={batch_size} does not split evenly over the "
+                f"{self.num_replicas} replicas of strategy={self.name!r}: expected a "
+                f"multiple of {self.num_replicas} (the batch size is the global batch)."
+            )
+
     def __repr__(self):
         return f"Distribution({self.name!r}, num_replicas={self.num_replicas})"
 
@@ -79,22 +92,22 @@ def get_distribution(name="none", tpu=None, devices=None):
             every accelerator found.
 
     Raises:
-        ValueError: an unknown name, a strategy of the other backend, or a
+        DistributionError: an unknown name, a strategy of the other backend, or a
             cluster that cannot be found (no TF_CONFIG, no TPU).
     """
     if name not in STRATEGIES:
-        raise ValueError(f"strategy={name!r}: expected one of {', '.join(STRATEGIES)}.")
+        raise DistributionError(f"strategy={name!r}: expected one of {', '.join(STRATEGIES)}.")
     backend = keras.backend.backend()
     if name == "none":
         return Distribution(name, 1)
     if name in TF_STRATEGIES and backend != "tensorflow":
-        raise ValueError(
+        raise DistributionError(
             f"strategy={name!r} is tf.distribute and needs the TensorFlow backend "
             f"(KERAS_BACKEND=tensorflow; this process runs {backend!r}). On JAX, use "
             "strategy='data_parallel'."
         )
     if name in JAX_STRATEGIES and backend != "jax":
-        raise ValueError(
+        raise DistributionError(
             f"strategy={name!r} is keras.distribution and needs the JAX backend "
             f"(KERAS_BACKEND=jax; this process runs {backend!r}). On TensorFlow, "
             "use strategy='mirrored' (one machine) or 'multi_worker'."
@@ -126,7 +139,7 @@ def _multi_worker():
     """
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        raise ValueError(
+        raise DistributionError(
             "strategy='multi_worker' reads the cluster from the TF_CONFIG "
             "environment variable, which is not set. Set it on every machine, e.g. "
             'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -136,9 +149,9 @@ def _multi_worker():
     try:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG={raw!r} is not valid JSON: {error}.") from None
+        raise DistributionError(f"TF_CONFIG={raw!r} is not valid JSON: {error}.") from None
     if not isinstance(tf_config, dict) or not {"cluster", "task"} <= set(tf_config):
-        raise ValueError(
+        raise DistributionError(
             f"TF_CONFIG={raw!r}: expected a JSON object with 'cluster' and 'task' keys."
         )
     import tensorflow as tf
@@ -154,7 +167,7 @@ def _tpu(tpu):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        raise ValueError(
+        raise DistributionError(
             f"strategy='tpu': no TPU found (tpu={tpu!r}): {error}. Give the TPU's "
             "name or grpc:// address, or run on a TPU VM."
         ) from None

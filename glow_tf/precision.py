@@ -26,6 +26,18 @@ POLICIES = {
     "float16": "mixed_float16",
 }
 PRECISIONS = tuple(POLICIES)
+# main.py's --mixed_precision choices; "none" is float32.
+MIXED_PRECISIONS = ("none", "bfloat16", "float16")
+
+
+def from_mixed_precision(mixed_precision):
+    """The precision for a --mixed_precision value ("none" -> "float32")."""
+    if mixed_precision not in MIXED_PRECISIONS:
+        raise ValueError(
+            f"mixed_precision={mixed_precision!r}: expected one of "
+            f"{', '.join(MIXED_PRECISIONS)}."
+        )
+    return "float32" if mixed_precision == "none" else mixed_precision
 
 
 def policy_name(precision):
