@@ -44,7 +44,7 @@ def split_channels(x, channels_first):
 
     Not two slices: TensorFlow's gradient of a slice scatters into a zero
     tensor of the full shape, once per slice; the gradient of a split is one
-    concatenation (a third less time per coupling on CPU, measured).
+    concatenation.
     """
     return ops.split(x, [channels_first], axis=-1)
 
