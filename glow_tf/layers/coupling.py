@@ -61,7 +61,14 @@ class Coupling(Bijector):
         # Not while initialising: that pass assigns the network's ActNorm
         # variables, which a traced (jax.checkpoint) function must not do.
         remat = self.remat and not self.network.initializing
-        network = keras.remat(self.network) if remat else self.network
+        network = self.network
+        if remat:
+            # A new function each call, not the layer itself: jax.checkpoint
+            # caches its trace per function, and a cached trace of the layer
+            # holds the variable values of the transformation it was traced
+            # in (after fit, a jax.grad of the model failed with a leaked
+            # tracer).
+            network = keras.remat(lambda h: self.network(h))
         h = ops.cast(network(x_a), "float32")
         if not self.affine:
             return h, None
