@@ -10,6 +10,8 @@ three in that order.
 import dataclasses
 
 from glow_tf.config import COUPLINGS, PERMUTATIONS
+from glow_tf.distribute import STRATEGIES
+from glow_tf.precision import MIXED_PRECISIONS
 
 # The names glow_tf.data and glow_tf.training accept (a test checks they agree);
 # spelt out here so that reading the defaults needs no TensorFlow.
@@ -50,6 +52,13 @@ class Hyperparameters:
     seed: int = 0
     n_init: int = 256
     backup_every: int = 500
+    # How to compute, not what: a rerun may change these (but mixed_precision)
+    # and still resume the same run (glow_tf.run_dir.MAY_CHANGE_ON_RESUME).
+    jit: bool = False
+    mixed_precision: str = "none"
+    remat: bool = False
+    strategy: str = "none"
+    steps_per_execution: int = 1
     run_dir: str | None = None
 
     @property
@@ -82,6 +91,17 @@ HELP = {
     "seed": "Seed of the weights, the data order and the noise.",
     "n_init": "Training images for the data-dependent ActNorm initialisation.",
     "backup_every": "Steps between the backups an interrupted run resumes from.",
+    "jit": "Compile the training step with XLA (jit_compile=True). Without it Keras "
+           "decides: XLA on a TensorFlow GPU, none on a CPU; JAX always compiles.",
+    "mixed_precision": "Run the coupling networks in bfloat16, or in float16 with "
+                       "loss scaling; log-dets, priors and the loss stay float32.",
+    "remat": "Recompute the coupling networks in the backward pass instead of "
+             "storing their activations: less memory, more compute.",
+    "strategy": "Devices to train on: mirrored (this machine's GPUs), multi_worker "
+                "(the cluster in TF_CONFIG) or tpu with TensorFlow; data_parallel "
+                "(every local device) with JAX. --batch_size is the global batch.",
+    "steps_per_execution": "Training steps per call of the compiled step: fewer "
+                           "Python round trips for small models.",
     "run_dir": f"This run's folder (default {CHECKPOINT_ROOT}/<dataset>); rerunning "
                "the same command there resumes it.",
 }

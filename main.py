@@ -22,8 +22,10 @@ _ENUMS = {
     "coupling": defs.COUPLINGS,
     "permutation": defs.PERMUTATIONS,
     "optimizer": defs.OPTIMIZERS,
+    "mixed_precision": defs.MIXED_PRECISIONS,
+    "strategy": defs.STRATEGIES,
 }
-_DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+_DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 
 
 def define_flags(flag_values=FLAGS):
@@ -70,7 +72,9 @@ def configs_from(hparams):
         warmup=hparams.warmup, optimizer=hparams.optimizer,
         clipnorm=hparams.clipnorm or None, weight_decay=hparams.weight_decay,
         seed=hparams.seed, n_init=hparams.n_init,
-        backup_every=hparams.backup_every,
+        backup_every=hparams.backup_every, jit=hparams.jit,
+        mixed_precision=hparams.mixed_precision, remat=hparams.remat,
+        strategy=hparams.strategy, steps_per_execution=hparams.steps_per_execution,
     )
     return model, data, training
 
@@ -90,12 +94,13 @@ def main(argv):
         _fail(error)
 
     from glow_tf.data import DatasetError
+    from glow_tf.distribute import DistributionError
     from glow_tf.run_dir import RunDirError
     from glow_tf.training import TrainingDiverged, train_and_evaluate
 
     try:
         train_and_evaluate(*configs, hparams.resolved_run_dir)
-    except (DatasetError, RunDirError, TrainingDiverged) as error:
+    except (DatasetError, DistributionError, RunDirError, TrainingDiverged) as error:
         _fail(error)
 
 

@@ -50,6 +50,11 @@ class Glow(keras.Model):
     Args:
         config: a `GlowConfig` (or its dict); None for the paper's CIFAR-10
             model.
+        remat: recompute the coupling networks in the backward pass instead
+            of storing their activations (gradient checkpointing), for less
+            memory at the cost of about one more forward pass of them. A way
+            of computing, not part of the architecture: the function, the
+            gradients and the weights file are the same either way.
 
     Example:
         >>> model = Glow(GlowConfig(image_shape=(32, 32, 3)))
@@ -63,7 +68,7 @@ class Glow(keras.Model):
         Convolutions", NeurIPS 2018, arXiv:1807.03039.
     """
 
-    def __init__(self, config=None, **kwargs):
+    def __init__(self, config=None, remat=False, **kwargs):
         super().__init__(**kwargs)
         if config is None:
             config = GlowConfig()
@@ -72,7 +77,8 @@ class Glow(keras.Model):
         elif not isinstance(config, GlowConfig):
             raise TypeError(f"config={config!r}: expected a GlowConfig or its dict.")
         self.config = config
-        self.flow = _make_flow(config)
+        self.remat = bool(remat)
+        self.flow = _make_flow(config, self.remat)
         self.top_prior = LearnedPrior(
             num_classes=config.num_classes, dtype=FLOW_DTYPE, name="top_prior"
         )
@@ -215,14 +221,14 @@ class Glow(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean bits/dim of the batch: the per-image values `call` returned."""
-        if sample_weight is None:
-            loss = ops.mean(y_pred)
-        else:
-            weight = ops.cast(sample_weight, y_pred.dtype)
-            loss = ops.sum(y_pred * weight) / ops.maximum(ops.sum(weight), 1e-12)
+        per_image = y_pred
         for extra in self.losses:  # add_loss terms: the classifier, regularisers
-            loss = loss + ops.sum(extra)
-        return loss
+            # One value for the whole batch; adding it to every image before
+            # the (weighted) mean adds it once, and lets Keras' reduction
+            # scale it per replica like the bits/dim.
+            per_image = per_image + ops.sum(extra)
+        # A likelihood has no target; the loss reads y_pred only.
+        return _MEAN_OVER_REPLICA_BATCH(per_image, per_image, sample_weight)
 
     # ---- sampling ----
 
@@ -334,10 +340,10 @@ class Glow(keras.Model):
                 )
 
     def get_config(self):
-        return {"name": self.name, "config": self.config.to_dict()}
+        return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat}
 
 
-def _make_flow(config):
+def _make_flow(config, remat=False):
     """The bijectors in data -> latent order: per level, squeeze -> K steps -> split.
 
     The top prior follows them (`Glow.top_prior`); it is kept apart because
@@ -355,7 +361,7 @@ def _make_flow(config):
                 _make_permutation(config.permutation, step_seed, name),
                 Coupling(
                     config.hidden_channels, affine=config.coupling == "affine",
-                    dtype=FLOW_DTYPE, name=f"coupling_{name}",
+                    remat=remat, dtype=FLOW_DTYPE, name=f"coupling_{name}",
                 ),
             ]
         if level < config.l_glow - 1:
@@ -370,6 +376,25 @@ def _make_permutation(kind, seed, name):
             name=f"invconv_{name}",
         )
     return Permute(kind, seed=seed, dtype=FLOW_DTYPE, name=f"permute_{name}")
+
+
+class _MeanLoss(keras.losses.Loss):
+    """The (sample-weighted) mean of per-image losses, through Keras' reduction.
+
+    Not `ops.mean`: under tf.distribute each replica sees part of the batch
+    and Keras sums the replicas' gradients, so a replica's loss must be its
+    mean divided by the number of replicas. Keras' reduction does that (and
+    nothing more on one device or on JAX, where the batch is one array).
+    """
+
+    def __init__(self):
+        super().__init__(name="bits_per_dim", reduction="mean_with_sample_weight")
+
+    def call(self, y_true, y_pred):
+        return y_pred
+
+
+_MEAN_OVER_REPLICA_BATCH = _MeanLoss()
 
 
 def _log_density(zs, logdet):

@@ -96,6 +96,11 @@ class CouplingNetwork(keras.layers.Layer):
         self.actnorm_hidden.build(hidden_shape)
         self.conv_out.build(hidden_shape)
 
+    @property
+    def initializing(self):
+        """Whether `Glow.initialize` is running its data-dependent pass."""
+        return self.actnorm_in.data_init or self.actnorm_hidden.data_init
+
     def call(self, x):
         h, _ = self.actnorm_in(self.conv_in(x))
         h = ops.relu(h)

@@ -14,6 +14,8 @@ import keras
 from keras import ops
 
 from glow_tf import data as data_lib
+from glow_tf import distribute
+from glow_tf import precision as precision_lib
 from glow_tf import run_dir as run_dir_lib
 from glow_tf.checkpoints import RunCheckpoint
 from glow_tf.divergence import StopOnDivergence
@@ -52,6 +54,16 @@ class TrainingConfig:
         n_init: training images for the data-dependent initialisation.
         backup_every: steps between the backups that an interrupted run
             resumes from (one is also taken at the end of every epoch).
+        jit: compile the training step with XLA (`jit_compile=True`); False
+            leaves it to Keras ("auto": XLA on a TensorFlow GPU, JAX always
+            compiles).
+        mixed_precision: "none", "bfloat16" or "float16" (with loss
+            scaling) for the coupling networks (`glow_tf.precision`).
+        remat: recompute the coupling networks in the backward pass
+            (`Glow(remat=True)`).
+        strategy: a `glow_tf.distribute` strategy name; `batch_size` is the
+            global batch, split over its replicas.
+        steps_per_execution: training steps per call of the compiled step.
     """
 
     batch_size: int = 64
@@ -64,9 +76,14 @@ class TrainingConfig:
     seed: int = 0
     n_init: int = 256
     backup_every: int = 500
+    jit: bool = False
+    mixed_precision: str = "none"
+    remat: bool = False
+    strategy: str = "none"
+    steps_per_execution: int = 1
 
     def __post_init__(self):
-        for name in ("batch_size", "epochs", "n_init", "backup_every"):
+        for name in ("batch_size", "epochs", "n_init", "backup_every", "steps_per_execution"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r}: expected an integer >= 1.")
@@ -86,13 +103,26 @@ class TrainingConfig:
             raise ValueError(f"weight_decay={self.weight_decay!r}: expected a number >= 0.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed={self.seed!r}: expected an integer.")
+        for name in ("jit", "remat"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
+        precision_lib.from_mixed_precision(self.mixed_precision)
+        if self.strategy not in distribute.STRATEGIES:
+            raise ValueError(
+                f"strategy={self.strategy!r}: expected one of {', '.join(distribute.STRATEGIES)}."
+            )
+
+    @property
+    def precision(self):
+        """The `glow_tf.precision` name of `mixed_precision`."""
+        return precision_lib.from_mixed_precision(self.mixed_precision)
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
 def make_optimizer(config, steps_per_epoch, model=None):
-    """The optimizer with its linear-warmup schedule.
+    """The optimizer with its linear-warmup schedule, and loss scaling for float16.
 
     Weight decay needs the model, whose convolution kernels it decays.
     """
@@ -110,7 +140,7 @@ def make_optimizer(config, steps_per_epoch, model=None):
         optimizer.exclude_from_weight_decay(
             var_list=[v for v in model.trainable_variables if not _is_kernel(v)]
         )
-    return optimizer
+    return precision_lib.with_loss_scaling(optimizer, config.precision)
 
 
 def _is_kernel(variable):
@@ -118,31 +148,46 @@ def _is_kernel(variable):
 
 
 def build_and_fit(model_config, training_config, train, test, *, init_images, callbacks,
-                  steps_per_epoch, verbose="auto"):
+                  steps_per_epoch, verbose="auto", distribution=None):
     """Creates, initialises, compiles and fits the model; returns (model, history).
 
-    The one place where the model meets the optimizer and `fit`, so that a
-    distribution strategy's scope (around creation and compile), XLA and
-    steps_per_execution (compile arguments) have one place to go.
+    The one place where the model meets the optimizer and `fit`: the
+    distribution's scope encloses all four, the precision policy the model's
+    creation, and XLA and steps_per_execution are compile arguments.
 
     Args:
         init_images: uint8 training images for `Glow.initialize`, or None
             when resuming (the restored weights hold the initialisation).
         callbacks: passed to `fit`.
+        distribution: a `glow_tf.distribute.Distribution`; None makes the
+            one `training_config.strategy` names.
+
+    Raises:
+        DistributionError: the strategy cannot run here, or the batch does
+            not split evenly over its replicas.
     """
-    model = Glow(model_config)
-    if init_images is not None:
-        model.initialize(init_images)
-    model.compile(optimizer=make_optimizer(training_config, steps_per_epoch, model))
-    with warnings.catch_warnings():
-        if init_images is None:
-            # BackupAndRestore loads the initialised weights when fit starts,
-            # after Glow.fit has looked at the fresh ones.
-            warnings.filterwarnings("ignore", message=r"Glow\.fit\(\) on a model whose ActNorm")
-        history = model.fit(
-            train, validation_data=test, epochs=training_config.epochs,
-            callbacks=callbacks, verbose=verbose, shuffle=False,
+    if distribution is None:
+        distribution = distribute.get_distribution(training_config.strategy)
+    distribution.check_global_batch(training_config.batch_size)
+    with distribution.scope():
+        with precision_lib.precision_scope(training_config.precision):
+            model = Glow(model_config, remat=training_config.remat)
+        if init_images is not None:
+            model.initialize(init_images)
+        model.compile(
+            optimizer=make_optimizer(training_config, steps_per_epoch, model),
+            jit_compile=True if training_config.jit else "auto",
+            steps_per_execution=training_config.steps_per_execution,
         )
+        with warnings.catch_warnings():
+            if init_images is None:
+                # BackupAndRestore loads the initialised weights when fit starts,
+                # after Glow.fit has looked at the fresh ones.
+                warnings.filterwarnings("ignore", message=r"Glow\.fit\(\) on a model whose ActNorm")
+            history = model.fit(
+                train, validation_data=test, epochs=training_config.epochs,
+                callbacks=callbacks, verbose=verbose, shuffle=False,
+            )
     return model, history
 
 
@@ -174,6 +219,9 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
             f"n_bits differs: {model_config.n_bits} in the model config, "
             f"{data_config.n_bits} in the data config."
         )
+    # Before any other TensorFlow op: MultiWorkerMirroredStrategy requires it.
+    distribution = distribute.get_distribution(training_config.strategy)
+    distribution.check_global_batch(training_config.batch_size)
     run = run_dir_lib.RunDir(run_dir)
     config = {
         "model": model_config.to_dict(),
@@ -219,7 +267,7 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     model, _ = build_and_fit(
         model_config, training_config, train, test,
         init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
+        verbose=verbose, distribution=distribution,
     )
 
     if divergence.step is not None:

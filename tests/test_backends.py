@@ -13,7 +13,9 @@ import keras
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORE_TESTS = ["tests/test_layers.py", "tests/test_model.py"]
+# test_scale.py: mixed precision, remat (jax.checkpoint) and compiled steps on
+# JAX are what runs on the GPU machine.
+CORE_TESTS = ["tests/test_layers.py", "tests/test_model.py", "tests/test_scale.py"]
 
 
 @pytest.mark.skipif(

@@ -39,6 +39,16 @@ def sum_per_example(t):
     return ops.sum(ops.cast(t, "float32"), axis=tuple(range(1, len(t.shape))))
 
 
+def split_channels(x, channels_first):
+    """(x[..., :channels_first], x[..., channels_first:]), as one split op.
+
+    Not two slices: TensorFlow's gradient of a slice scatters into a zero
+    tensor of the full shape, once per slice; the gradient of a split is one
+    concatenation.
+    """
+    return ops.split(x, [channels_first], axis=-1)
+
+
 def num_pixels(x):
     """H * W for an NHWC tensor: the count that per-channel log-dets repeat over."""
     count = 1

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from glow_tf.layers.base import Bijector, per_example, sum_per_example
+from glow_tf.layers.base import Bijector, per_example, split_channels, sum_per_example
 from glow_tf.networks import CouplingNetwork
 
 
@@ -25,13 +25,20 @@ class Coupling(Bijector):
         affine: affine coupling if True, additive if False.
         network_dtype: dtype policy of NN (None: the global policy); the
             coupling's own math stays in its float32 policy.
+        remat: recompute NN in the backward pass instead of keeping its
+            activations (gradient checkpointing, `keras.remat`). The same
+            function, gradients and weights; less memory, about one more
+            forward pass of NN per step.
     """
 
-    def __init__(self, hidden_channels=512, affine=True, network_dtype=None, **kwargs):
+    def __init__(
+        self, hidden_channels=512, affine=True, network_dtype=None, remat=False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.hidden_channels = hidden_channels
         self.affine = affine
         self.network_dtype = network_dtype
+        self.remat = remat
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -49,14 +56,27 @@ class Coupling(Bijector):
         self.network.build((*input_shape[:-1], self.channels_a))
 
     def _shift_and_log_scale(self, x_a):
-        h = ops.cast(self.network(x_a), "float32")
+        # NN's two hidden layers are `hidden_channels` wide, against the few
+        # channels of x: nearly all the activation memory of a step of flow.
+        # Not while initialising: that pass assigns the network's ActNorm
+        # variables, which a traced (jax.checkpoint) function must not do.
+        remat = self.remat and not self.network.initializing
+        network = self.network
+        if remat:
+            # A new function each call, not the layer itself: jax.checkpoint
+            # caches its trace per function, and a cached trace of the layer
+            # holds the variable values of the transformation it was traced
+            # in (after fit, a jax.grad of the model failed with a leaked
+            # tracer).
+            network = keras.remat(lambda h: self.network(h))
+        h = ops.cast(network(x_a), "float32")
         if not self.affine:
             return h, None
-        shift, pre_scale = h[..., : self.channels_b], h[..., self.channels_b :]
+        shift, pre_scale = split_channels(h, self.channels_b)
         return shift, ops.log_sigmoid(pre_scale + 2.0)
 
     def forward(self, x):
-        x_a, x_b = x[..., : self.channels_a], x[..., self.channels_a :]
+        x_a, x_b = split_channels(x, self.channels_a)
         shift, log_scale = self._shift_and_log_scale(x_a)
         if log_scale is None:
             return ops.concatenate([x_a, x_b + shift], axis=-1), per_example(0.0, x)
@@ -64,7 +84,7 @@ class Coupling(Bijector):
         return ops.concatenate([x_a, y_b], axis=-1), sum_per_example(log_scale)
 
     def inverse(self, y):
-        y_a, y_b = y[..., : self.channels_a], y[..., self.channels_a :]
+        y_a, y_b = split_channels(y, self.channels_a)
         shift, log_scale = self._shift_and_log_scale(y_a)
         if log_scale is None:
             return ops.concatenate([y_a, y_b - shift], axis=-1), per_example(0.0, y)
@@ -77,4 +97,5 @@ class Coupling(Bijector):
             "hidden_channels": self.hidden_channels,
             "affine": self.affine,
             "network_dtype": self.network_dtype,
+            "remat": self.remat,
         }

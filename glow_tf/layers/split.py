@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from glow_tf.layers.base import Bijector, sum_per_example
+from glow_tf.layers.base import Bijector, split_channels, sum_per_example
 from glow_tf.networks import ZeroConv2D
 
 
@@ -34,8 +34,7 @@ class SplitPrior(Bijector):
         self.prior.build((*input_shape[:-1], self.channels_a))
 
     def _mean_and_log_scale(self, z_a):
-        h = self.prior(z_a)
-        return h[..., : self.channels_b], h[..., self.channels_b :]
+        return split_channels(self.prior(z_a), self.channels_b)
 
     def forward(self, x):
         z_a, z_b = self.split(x)
@@ -51,7 +50,7 @@ class SplitPrior(Bijector):
 
     def split(self, y):
         """(kept half for the next level, factored-out half)."""
-        return y[..., : self.channels_a], y[..., self.channels_a :]
+        return split_channels(y, self.channels_a)
 
     def merge(self, kept, factored):
         return ops.concatenate([kept, factored], axis=-1)
