@@ -177,7 +177,8 @@ def main(argv):
     print(out)
 
 
-define_flags()
-
 if __name__ == "__main__":
+    # Defined here, not on import, so that tests can import main.py, sample.py
+    # and evaluate.py together (their flags share names).
+    define_flags()
     app.run(main)
