@@ -117,7 +117,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from glow_tf import evaluation, plots
-    from glow_tf.data import DataConfig, DatasetError
+    from glow_tf.data import DataConfig, DatasetError, load_split
     from glow_tf.images import write_png
     from glow_tf.run_dir import read_json, write_json
 
@@ -131,6 +131,7 @@ def main(argv):
                 channel_size=data_config.channel_size, n_bits=data_config.n_bits,
                 data_dir=FLAGS.ood_data_dir,
             )
+            load_split(ood_config, "test")  # a bad OOD dataset fails now, before any output
         conditional = model.config.num_classes > 0
         bpd = evaluation.per_image_bits_per_dim(
             model, test_batches(data_config, FLAGS.batch_size, conditional, FLAGS.max_images),
