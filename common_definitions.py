@@ -149,6 +149,7 @@ SAMPLES_DIR = "samples"
 # ---- evaluate.py ----
 
 EVAL_BATCH_SIZE = 256
+EVAL_SEED = 0  # of the dequantisation noise: a rerun prints the same numbers
 EVALUATION_DIR = "evaluation"
 # Offline OOD sets made from any dataset's test split (Nalisnick et al. also
 # score such transformed images): "invert" swaps ink and background, "vflip"

@@ -28,7 +28,7 @@ def define_flags(flag_values=FLAGS):
     cli.define_model_flags(flag_values)
     flags.DEFINE_integer("batch_size", defs.EVAL_BATCH_SIZE, "Images per evaluation batch.",
                          flag_values=flag_values)
-    flags.DEFINE_integer("eval_seed", 0, "Seed of the dequantisation noise.",
+    flags.DEFINE_integer("eval_seed", defs.EVAL_SEED, "Seed of the dequantisation noise.",
                          flag_values=flag_values)
     flags.DEFINE_integer("max_images", None,
                          "Score at most this many images of each test split (default all).",

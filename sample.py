@@ -4,7 +4,7 @@
     python sample.py --mode temperatures               # one row per temperature, 0 to 1
     python sample.py --mode interpolate                # between test images, in latent space
     python sample.py --mode reconstruct                # test images beside decode(encode(x))
-    python sample.py --run_dir checkpoints/digits-pretrained --label 3   # a conditional model
+    python sample.py --label 3                         # class 3 of a main.py --y_condition run
 
 The weights come from --run_dir (default: the run under checkpoints/ whose
 weights were written last) or --weights; the architecture from the
