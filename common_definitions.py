@@ -42,6 +42,8 @@ class Hyperparameters:
     coupling: str = "affine"
     permutation: str = "lu"
     n_bits: int = 8
+    y_condition: bool = False
+    weight_y: float = 0.01
     batch_size: int = 64
     epochs: int = 100
     lr: float = 1e-3
@@ -80,6 +82,10 @@ HELP = {
     "permutation": "Channel permutation: the learned invertible 1x1 convolution, "
                    "LU-decomposed (lu) or plain (conv), or a fixed reverse or shuffle.",
     "n_bits": "Bits per colour channel the images are reduced to (1..8).",
+    "y_condition": "Class-conditional Glow: the top prior depends on the label, and a "
+                   "classifier on the top latent adds to the loss (datasets with labels).",
+    "weight_y": "With --y_condition: weight of the classifier's cross-entropy (bits "
+                "per image) in the loss.",
     "batch_size": "Images per training step.",
     "epochs": "Passes over the training split; raising it continues a finished run.",
     "lr": "Learning rate after the warmup.",
@@ -145,3 +151,27 @@ def preset_note(name):
     default = getattr(Hyperparameters(), name)
     values = [f"{d}: {p[name]}" for d, p in PRESETS.items() if p.get(name, default) != default]
     return f" Presets: {'; '.join(values)}." if values else ""
+
+
+# ---- sample.py ----
+
+SAMPLE_MODES = ("samples", "temperatures", "interpolate", "reconstruct")
+SAMPLE_TEMPERATURE = 0.7  # the paper's figures
+SAMPLE_SEED = 0
+# --n per mode: samples in the grid; samples per temperature row; paths
+# between pairs of test images (rows); test images beside their reconstruction.
+SAMPLE_N = {"samples": 64, "temperatures": 10, "interpolate": 8, "reconstruct": 32}
+INTERPOLATION_STEPS = 8  # columns of each interpolation, both ends included
+# Small images are enlarged (nearest neighbour) to about this many pixels a side.
+SAMPLE_CELL_PIXELS = 32
+SAMPLES_DIR = "samples"
+
+# ---- evaluate.py ----
+
+EVAL_BATCH_SIZE = 256
+EVAL_SEED = 0  # of the dequantisation noise: a rerun prints the same numbers
+EVALUATION_DIR = "evaluation"
+# Offline OOD sets made from any dataset's test split (Nalisnick et al. also
+# score such transformed images): "invert" swaps ink and background, "vflip"
+# turns the images upside down (the same pixel statistics, other shapes).
+OOD_TRANSFORMS = ("none", "invert", "vflip")

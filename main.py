@@ -9,64 +9,28 @@ command line beats both. The run lives in checkpoints/<dataset> unless
 --run_dir says otherwise, and the same command run again resumes it.
 """
 
-import dataclasses
-import sys
-
 from absl import app, flags
 
-import common_definitions as defs
+import cli
 
 FLAGS = flags.FLAGS
-_ENUMS = {
-    "dataset": defs.DATASETS,
-    "coupling": defs.COUPLINGS,
-    "permutation": defs.PERMUTATIONS,
-    "optimizer": defs.OPTIMIZERS,
-    "mixed_precision": defs.MIXED_PRECISIONS,
-    "strategy": defs.STRATEGIES,
-}
-_DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 
 
 def define_flags(flag_values=FLAGS):
     """One flag per Hyperparameters field, its default and help from common_definitions."""
-    defaults = defs.Hyperparameters()
-    for field in dataclasses.fields(defs.Hyperparameters):
-        name, default = field.name, getattr(defaults, field.name)
-        help_text = defs.HELP[name] + defs.preset_note(name)
-        if name in _ENUMS:
-            flags.DEFINE_enum(name, default, _ENUMS[name], help_text, flag_values=flag_values)
-        else:
-            kind = type(default) if default is not None else str
-            _DEFINE[kind](name, default, help_text, flag_values=flag_values)
+    cli.define_hyperparameter_flags(flag_values)
 
 
 def hyperparameters_from_flags(flag_values=FLAGS):
     """The dataset's preset, with the flags given on the command line on top."""
-    explicit = {
-        field.name: flag_values[field.name].value
-        for field in dataclasses.fields(defs.Hyperparameters)
-        if field.name != "dataset" and flag_values[field.name].present
-    }
-    return defs.hyperparameters_for(flag_values.dataset, **explicit)
+    return cli.hyperparameters_from_flags(flag_values)
 
 
 def configs_from(hparams):
     """Hyperparameters -> (GlowConfig, DataConfig, TrainingConfig); ValueError if invalid."""
-    from glow_tf import GlowConfig
-    from glow_tf.data import DataConfig
     from glow_tf.training import TrainingConfig
 
-    model = GlowConfig(
-        image_shape=(hparams.img_size, hparams.img_size, hparams.channel_size),
-        k_glow=hparams.k_glow, l_glow=hparams.l_glow,
-        hidden_channels=hparams.hidden_channels, coupling=hparams.coupling,
-        permutation=hparams.permutation, n_bits=hparams.n_bits, seed=hparams.seed,
-    )
-    data = DataConfig(
-        dataset=hparams.dataset, img_size=hparams.img_size,
-        channel_size=hparams.channel_size, n_bits=hparams.n_bits, data_dir=hparams.data_dir,
-    )
+    model, data = cli.model_and_data_configs(hparams)
     training = TrainingConfig(
         batch_size=hparams.batch_size, epochs=hparams.epochs, lr=hparams.lr,
         warmup=hparams.warmup, optimizer=hparams.optimizer,
@@ -80,8 +44,7 @@ def configs_from(hparams):
 
 
 def _fail(error):
-    print(f"main.py: error: {error}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail("main.py", error)
 
 
 def main(argv):

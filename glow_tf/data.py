@@ -43,15 +43,16 @@ class _Source:
     test_split: str = "test"
     pad_to_grow: bool = False  # black background: pad rather than resize up
     center_crop: int | None = None  # crop this square from the centre first
+    num_classes: int | None = None  # None: no class labels (folder: its subfolders)
 
 
 SOURCES = {
-    "digits": _Source(None, 8, 1, pad_to_grow=True),
-    "mnist": _Source("mnist", 28, 1, pad_to_grow=True),
-    "fashion_mnist": _Source("fashion_mnist", 28, 1, pad_to_grow=True),
-    "cifar10": _Source("cifar10", 32, 3),
-    "cifar100": _Source("cifar100", 32, 3),
-    "svhn": _Source("svhn_cropped", 32, 3),
+    "digits": _Source(None, 8, 1, pad_to_grow=True, num_classes=10),
+    "mnist": _Source("mnist", 28, 1, pad_to_grow=True, num_classes=10),
+    "fashion_mnist": _Source("fashion_mnist", 28, 1, pad_to_grow=True, num_classes=10),
+    "cifar10": _Source("cifar10", 32, 3, num_classes=10),
+    "cifar100": _Source("cifar100", 32, 3, num_classes=100),
+    "svhn": _Source("svhn_cropped", 32, 3, num_classes=10),
     "celeba": _Source("celeb_a", 218, 3, center_crop=148),
     "imagenet32": _Source("downsampled_imagenet/32x32", 32, 3, test_split="validation"),
     "imagenet64": _Source("downsampled_imagenet/64x64", 64, 3, test_split="validation"),
@@ -115,35 +116,61 @@ class DataConfig:
         return dataclasses.asdict(self)
 
 
-def load_split(config, split):
+def load_split(config, split, labels=False):
     """One split ("train" or "test") as a tf.data.Dataset of single uint8 images.
 
-    Unshuffled and unbatched; `make_datasets` adds the rest.
+    With `labels`, each element is {"images": image, "labels": int32 class},
+    the input of a class-conditional Glow (see `num_classes`). Unshuffled and
+    unbatched; `make_datasets` adds the rest.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}: expected 'train' or 'test'.")
+    if labels:
+        num_classes(config)  # a dataset without labels fails here, by name
     source = SOURCES[config.dataset]
     if config.dataset == "digits":
-        images = tf.data.Dataset.from_tensor_slices(_digits(split))
+        examples = tf.data.Dataset.from_tensor_slices(_digits(split))
     elif config.dataset == "folder":
-        images = _folder(config, split)
+        examples = _folder(config, split)
     else:
-        images = _tfds(source, config, split)
-    return images.map(
-        lambda image: _prepare(image, source, config),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+        examples = _tfds(source, config, split)
+
+    def prepare(image, label):
+        image = _prepare(image, source, config)
+        return {"images": image, "labels": tf.cast(label, tf.int32)} if labels else image
+
+    return examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def make_datasets(config, batch_size, seed=0):
+def num_classes(config):
+    """Classes of the dataset's labels; DatasetError for a dataset without labels.
+
+    A folder's classes are its subfolders (sorted names, 0, 1, ...), as in
+    Keras' image_dataset_from_directory.
+    """
+    if config.dataset == "folder":
+        return len(_folder_classes(folder_images(config.data_dir), config.data_dir)[0])
+    count = SOURCES[config.dataset].num_classes
+    if count is None:
+        with_labels = [name for name, source in SOURCES.items() if source.num_classes]
+        raise DatasetError(
+            f"dataset={config.dataset!r} has no class labels; a class-conditional "
+            f"model (--y_condition) needs one of {', '.join(with_labels)}, or a "
+            "folder with one subfolder per class."
+        )
+    return count
+
+
+def make_datasets(config, batch_size, seed=0, labels=False):
     """(train, test) batched pipelines: train shuffled with whole batches only.
 
     The test split keeps its last, smaller batch, so that every test image
-    counts once in the test bits/dim.
+    counts once in the test bits/dim. With `labels`, batches are
+    {"images", "labels"} dicts (see `load_split`).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
-    train = load_split(config, "train")
+    train = load_split(config, "train", labels)
     num_train = num_examples(train)
     if num_train < batch_size:
         raise DatasetError(
@@ -155,18 +182,30 @@ def make_datasets(config, batch_size, seed=0):
         .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    test = load_split(config, "test").batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    test = load_split(config, "test", labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     return train, test
 
 
 def take_images(dataset, n):
-    """Up to n images from a dataset of images or of batches, as a numpy array."""
-    if len(dataset.element_spec.shape) == 4:
+    """Up to n images from a dataset of images or of batches, as a numpy array.
+
+    Datasets of {"images", "labels"} give their images.
+    """
+    return take_examples(dataset, n)[0]
+
+
+def take_examples(dataset, n):
+    """(images, labels): up to n examples as numpy arrays; labels None without them."""
+    has_labels = isinstance(dataset.element_spec, dict)
+    spec = dataset.element_spec["images"] if has_labels else dataset.element_spec
+    if len(spec.shape) == 4:
         dataset = dataset.unbatch()
-    batches = [batch.numpy() for batch in dataset.take(n).batch(max(n, 1))]
+    batches = list(dataset.take(n).batch(max(n, 1)).as_numpy_iterator())
     if not batches:
         raise DatasetError("The dataset is empty; expected at least one image.")
-    return batches[0]
+    if has_labels:
+        return batches[0]["images"], batches[0]["labels"]
+    return batches[0], None
 
 
 def num_examples(dataset):
@@ -180,12 +219,18 @@ def num_examples(dataset):
 # ---- sources ----
 
 
+# Each source yields (image, label) pairs; label -1 where there is none.
+
+
 def _digits(split):
     from sklearn.datasets import load_digits
 
-    levels = load_digits().images.astype(np.int64)  # (1797, 8, 8), 0..16
+    digits = load_digits()
+    levels = digits.images.astype(np.int64)  # (1797, 8, 8), 0..16
     images = (levels * 255 // 16).astype(np.uint8)[..., None]
-    return images[:DIGITS_NUM_TRAIN] if split == "train" else images[DIGITS_NUM_TRAIN:]
+    labels = digits.target.astype(np.int32)
+    train = slice(None, DIGITS_NUM_TRAIN) if split == "train" else slice(DIGITS_NUM_TRAIN, None)
+    return images[train], labels[train]
 
 
 def _tfds(source, config, split):
@@ -196,7 +241,9 @@ def _tfds(source, config, split):
         source.tfds_name, split=tfds_split, data_dir=config.data_dir,
         shuffle_files=split == "train",
     )
-    return dataset.map(lambda example: example["image"])
+    return dataset.map(
+        lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64)))
+    )
 
 
 def _folder(config, split):
@@ -210,14 +257,35 @@ def _folder(config, split):
     is_test = index % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1
     if not is_test.any():  # fewer than 10 files: the last one tests
         is_test[-1] = True
-    chosen = [f for f, test in zip(files, is_test) if test == (split == "test")]
+    try:
+        labels = _folder_classes(files, config.data_dir)[1]
+    except DatasetError:
+        labels = [-1] * len(files)  # checked by num_classes when labels are asked for
+    wanted = is_test == (split == "test")
+    chosen = [f for f, keep in zip(files, wanted) if keep]
+    labels = [label for label, keep in zip(labels, wanted) if keep]
     channels = config.channel_size
-    return tf.data.Dataset.from_tensor_slices(chosen).map(
-        lambda path: tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False
+    return tf.data.Dataset.from_tensor_slices((chosen, np.asarray(labels, np.int32))).map(
+        lambda path, label: (
+            tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False),
+            label,
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+def _folder_classes(files, data_dir):
+    """(class names, label per file): a file's class is its top subfolder under data_dir."""
+    tops = [os.path.relpath(path, data_dir).split(os.sep)[0] for path in files]
+    loose = [path for path, top in zip(files, tops) if os.path.isfile(os.path.join(data_dir, top))]
+    if loose:
+        raise DatasetError(
+            f"data_dir={data_dir!r}: {loose[0]} is not in a class subfolder; class "
+            "labels of a folder come from its subfolders (data_dir/<class>/<image>)."
+        )
+    classes = sorted(set(tops))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, [index[top] for top in tops]
 
 
 def folder_images(data_dir):

@@ -1,4 +1,4 @@
-"""Arranging images for viewing (numpy only)."""
+"""Arranging images for viewing (numpy), and writing them as PNG files (Pillow)."""
 
 import math
 
@@ -25,3 +25,23 @@ def grid(images, columns=None, padding=1):
         top, left = (i // columns) * (height + padding), (i % columns) * (width + padding)
         out[top : top + height, left : left + width] = image
     return out
+
+
+def write_png(path, image):
+    """Writes a uint8 (H, W, C) image, C = 1 or 3, as a PNG, atomically.
+
+    The file appears complete or not at all (run_dir.atomic_write); a grey
+    image is written as 8-bit greyscale.
+    """
+    from PIL import Image
+
+    from glow_tf.run_dir import atomic_write
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"image has shape {image.shape} and dtype {image.dtype}; expected uint8 "
+            "(H, W, 1) or (H, W, 3)."
+        )
+    picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    atomic_write(path, lambda temp: picture.save(temp, format="PNG"))

@@ -36,10 +36,12 @@ class GlowSummaries(keras.callbacks.Callback):
         temperature: the sampling temperature (the paper shows 0.7).
         n_reconstructions: images in the reconstruction grid.
         seed: fixes the sampling latents and the dequantisation noise.
+        test_labels: the test images' labels, for a class-conditional model
+            (its samples cycle through the classes).
     """
 
     def __init__(self, log_dir, test_images, n_samples=16, temperature=0.7,
-                 n_reconstructions=8, seed=0):
+                 n_reconstructions=8, seed=0, test_labels=None):
         super().__init__()
         self.log_dir = log_dir
         self.test_images = np.asarray(test_images)
@@ -47,6 +49,7 @@ class GlowSummaries(keras.callbacks.Callback):
         self.temperature = temperature
         self.n_reconstructions = min(n_reconstructions, len(self.test_images))
         self.seed = seed
+        self.test_labels = None if test_labels is None else np.asarray(test_labels, np.int32)
         self._writer = None
 
     def on_train_begin(self, logs=None):
@@ -63,14 +66,22 @@ class GlowSummaries(keras.callbacks.Callback):
             (self.temperature * rng.standard_normal((self.n_samples, *shape))).astype("float32")
             for shape in self.model.latent_shapes
         ]
+        conditional = self.model.config.num_classes > 0
+        self._labels = self.test_labels if conditional else None
+        self._sample_labels = (
+            (np.arange(self.n_samples) % self.model.config.num_classes).astype(np.int32)
+            if conditional else None
+        )
         # One graph for the three passes: run eagerly, a deep Glow spends
         # seconds per epoch on Python overhead.
         self._passes = tf.function(self._run_passes)
 
     def _run_passes(self, x, x_centres, eps):
-        zs, _ = self.model.encode(x)
-        reconstructed = self.model.decode(self.model.encode(x_centres)[0])
-        samples = ops.clip(self.model.decode(eps), -0.5, 0.5)
+        labels, sample_labels = self._labels, self._sample_labels
+        zs, _ = self.model.encode(x, labels)
+        first = None if labels is None else labels[: self.n_reconstructions]
+        reconstructed = self.model.decode(self.model.encode(x_centres, first)[0], first)
+        samples = ops.clip(self.model.decode(eps, sample_labels), -0.5, 0.5)
         return zs, reconstructed, samples
 
     def on_epoch_end(self, epoch, logs=None):

@@ -241,13 +241,14 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
 
     keras.utils.set_random_seed(training_config.seed)
     train, test = data_lib.make_datasets(
-        data_config, training_config.batch_size, seed=training_config.seed
+        data_config, training_config.batch_size, seed=training_config.seed,
+        labels=model_config.num_classes > 0,
     )
     steps_per_epoch = data_lib.num_examples(train)
     run.prepare(config)
     resuming = run.has_backup()
     init_images = None if resuming else data_lib.take_images(train, training_config.n_init)
-    test_images = data_lib.take_images(test, SUMMARY_TEST_IMAGES)
+    test_images, test_labels = data_lib.take_examples(test, SUMMARY_TEST_IMAGES)
 
     divergence = StopOnDivergence()
     checkpoint = RunCheckpoint(
@@ -258,7 +259,7 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         divergence,
         GlowSummaries(
             f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
-            seed=training_config.seed,
+            seed=training_config.seed, test_labels=test_labels,
         ),
         keras.callbacks.TensorBoard(run.log_dir),
         checkpoint,
