@@ -92,7 +92,9 @@ class DataConfig:
             raise DatasetError(
                 f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}."
             )
-        for name in ("img_size", "channel_size", "n_bits"):
+        if self.n_bits not in range(1, 9) or isinstance(self.n_bits, bool):
+            raise DatasetError(f"n_bits={self.n_bits!r}: expected an integer in 1..8.")
+        for name in ("img_size", "channel_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DatasetError(f"{name}={value!r}: expected an integer >= 1.")
@@ -100,8 +102,6 @@ class DataConfig:
             raise DatasetError(
                 f"channel_size={self.channel_size}: expected 1 (grey) or 3 (RGB)."
             )
-        if self.n_bits > 8:
-            raise DatasetError(f"n_bits={self.n_bits}: expected an integer in 1..8.")
         if self.dataset == "folder" and not self.data_dir:
             raise DatasetError(
                 "dataset='folder' needs data_dir, the folder that holds the images "

@@ -97,7 +97,7 @@ BAD_FLAGS = [
                                            "divisible by 2**l_glow = 8"),
     (["--img_size", "12", "--l_glow", "3"], "image_shape=(12, 12, 1): height and width must be "
                                             "divisible by 2**l_glow = 8"),
-    (["--img_size", "0"], "image_shape=(0, 0, 1): expected three positive integers"),
+    (["--img_size", "0"], "img_size=0: expected an integer >= 1"),
     (["--channel_size", "2"], "channel_size=2: expected 1 (grey) or 3 (RGB)"),
     (["--channel_size", "4"], "channel_size=4: expected 1 (grey) or 3 (RGB)"),
     (["--k_glow", "0"], "k_glow=0: expected an integer >= 1"),
