@@ -1,31 +1,36 @@
 """Every default of the command-line tools, in one place.
 
 `Hyperparameters` holds the defaults, which are the paper's CIFAR-10 setup
-(Kingma & Dhariwal 2018). `PRESETS` changes some of them per dataset (the
-offline `digits` gets a small model that trains on a CPU in minutes), and a
-flag given on the command line beats both: `hyperparameters_for` applies the
-three in that order.
+(Kingma & Dhariwal 2018): those of the model and of training are read from
+the library's own `GlowConfig` and `TrainingConfig`, so the two cannot drift
+apart. `PRESETS` changes some of them per dataset (the offline `digits` gets
+a small model that trains on a CPU in minutes), and a flag given on the
+command line beats both: `hyperparameters_for` applies the three in that
+order.
 """
 
 import dataclasses
 
-from glow_tf.config import COUPLINGS, PERMUTATIONS
+from glow_tf.config import COUPLINGS, PERMUTATIONS, GlowConfig
 from glow_tf.distribute import STRATEGIES
 from glow_tf.precision import MIXED_PRECISIONS
+from glow_tf.training_config import OPTIMIZERS, TrainingConfig
 
-# The names glow_tf.data and glow_tf.training accept (a test checks they agree);
-# spelt out here so that reading the defaults needs no TensorFlow.
+# The names glow_tf.data accepts (a test checks they agree); spelt out here
+# so that reading the defaults needs no TensorFlow.
 DATASETS = (
     "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "celeba",
     "imagenet32", "imagenet64", "folder",
 )
 DEFAULT_DATASET = "digits"
-OPTIMIZERS = ("adamax", "adam")
 # Runs live in CHECKPOINT_ROOT/<dataset> unless --run_dir says otherwise, so
 # the same command finds (and resumes) its own run.
 CHECKPOINT_ROOT = "checkpoints"
 # Shipped weights; no run writes here by default.
 PRETRAINED_RUN_DIR = "checkpoints/digits-pretrained"
+
+_MODEL = GlowConfig()
+_TRAINING = TrainingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,33 +39,33 @@ class Hyperparameters:
 
     dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
-    img_size: int = 32
-    channel_size: int = 3
-    k_glow: int = 32
-    l_glow: int = 3
-    hidden_channels: int = 512
-    coupling: str = "affine"
-    permutation: str = "lu"
-    n_bits: int = 8
+    img_size: int = _MODEL.image_shape[0]
+    channel_size: int = _MODEL.image_shape[2]
+    k_glow: int = _MODEL.k_glow
+    l_glow: int = _MODEL.l_glow
+    hidden_channels: int = _MODEL.hidden_channels
+    coupling: str = _MODEL.coupling
+    permutation: str = _MODEL.permutation
+    n_bits: int = _MODEL.n_bits
     y_condition: bool = False
-    weight_y: float = 0.01
-    batch_size: int = 64
-    epochs: int = 100
-    lr: float = 1e-3
-    warmup: float = 10.0
-    optimizer: str = "adamax"
-    clipnorm: float = 0.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    n_init: int = 256
-    backup_every: int = 500
+    weight_y: float = _MODEL.weight_y
+    batch_size: int = _TRAINING.batch_size
+    epochs: int = _TRAINING.epochs
+    lr: float = _TRAINING.lr
+    warmup: float = _TRAINING.warmup
+    optimizer: str = _TRAINING.optimizer
+    clipnorm: float = _TRAINING.clipnorm or 0.0  # a flag has no None: 0 is off
+    weight_decay: float = _TRAINING.weight_decay
+    seed: int = _TRAINING.seed
+    n_init: int = _TRAINING.n_init
+    backup_every: int = _TRAINING.backup_every
     # How to compute, not what: a rerun may change these (but mixed_precision)
     # and still resume the same run (glow_tf.run_dir.MAY_CHANGE_ON_RESUME).
-    jit: bool = False
-    mixed_precision: str = "none"
-    remat: bool = False
-    strategy: str = "none"
-    steps_per_execution: int = 1
+    jit: bool = _TRAINING.jit
+    mixed_precision: str = _TRAINING.mixed_precision
+    remat: bool = _TRAINING.remat
+    strategy: str = _TRAINING.strategy
+    steps_per_execution: int = _TRAINING.steps_per_execution
     run_dir: str | None = None
 
     @property
@@ -121,7 +126,7 @@ PRESETS = {
         # overfit a wide model within a few epochs (tuning runs in README).
         "k_glow": 32, "l_glow": 2, "hidden_channels": 16,
         "batch_size": 64, "epochs": 40, "lr": 2e-3, "warmup": 2.0,
-        "weight_decay": 0.5, "backup_every": 10,
+        "weight_decay": 0.5, "backup_every": 11,
     },
     "mnist": {"img_size": 32, "channel_size": 1},  # 28x28 padded to 32x32
     "fashion_mnist": {"img_size": 32, "channel_size": 1},

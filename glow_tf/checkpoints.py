@@ -22,7 +22,8 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
 
     - Every `backup_every` training steps: the backup (model weights with the
       optimizer's state, so the step count and the learning-rate schedule
-      continue, plus the epoch) that an interrupted run resumes from.
+      continue, plus the epoch) that an interrupted run resumes from; not
+      on an epoch's last step, whose end writes it anyway.
     - After every epoch: newest.weights.h5, best.weights.h5 when the test
       bits/dim (`val_loss`) is the lowest so far, metrics.json, and the
       backup. The weights are serialised once and copied, since saving a
@@ -118,6 +119,8 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         """A mid-epoch backup (Keras calls this every `save_freq` steps)."""
+        if self._step() >= (self._current_epoch + 1) * self.steps_per_epoch:
+            return  # the epoch's last step: on_epoch_end writes the backup
         if not weights_are_finite(self.model):
             return
         run_dir_lib.save_weights(self.model, self._weights_path)

@@ -9,6 +9,16 @@ COUPLINGS = ("affine", "additive")
 PERMUTATIONS = ("lu", "conv", "reverse", "shuffle")
 
 
+def check_n_bits(n_bits, error=ValueError):
+    """Raises `error` naming `n_bits` unless it is an integer in 1..8.
+
+    The model's quantisation and the data's bit reduction share this check,
+    so that both refuse the same values with the same words.
+    """
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
+        raise error(f"n_bits={n_bits!r}: expected an integer in 1..8.")
+
+
 @dataclasses.dataclass(frozen=True)
 class GlowConfig:
     """Architecture of a Glow model.
@@ -70,8 +80,7 @@ class GlowConfig:
                 f"permutation={self.permutation!r}: expected one of "
                 f"{', '.join(PERMUTATIONS)}."
             )
-        if not isinstance(self.n_bits, int) or not 1 <= self.n_bits <= 8:
-            raise ValueError(f"n_bits={self.n_bits!r}: expected an integer in 1..8.")
+        check_n_bits(self.n_bits)
         if not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ValueError(
                 f"num_classes={self.num_classes!r}: expected 0 (unconditional) or "

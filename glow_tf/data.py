@@ -30,6 +30,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from glow_tf.config import check_n_bits
+
 
 class DatasetError(ValueError):
     """A dataset that cannot be loaded as asked (a user's error, not a bug)."""
@@ -92,8 +94,7 @@ class DataConfig:
             raise DatasetError(
                 f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}."
             )
-        if self.n_bits not in range(1, 9) or isinstance(self.n_bits, bool):
-            raise DatasetError(f"n_bits={self.n_bits!r}: expected an integer in 1..8.")
+        check_n_bits(self.n_bits, DatasetError)
         for name in ("img_size", "channel_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

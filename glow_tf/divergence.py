@@ -11,6 +11,7 @@ keeps the files on disk at the last finite state.
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -55,5 +56,8 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 def weights_are_finite(model):
     """Whether every weight of the model (optimizer state excluded) is finite."""
-    flags = [ops.all(ops.isfinite(v)) for v in model.weights if "float" in v.dtype]
-    return bool(ops.convert_to_numpy(ops.all(ops.stack(flags)))) if flags else True
+    # On the host: three eager backend ops per variable cost 0.5 s for the
+    # ~1,300 variables of the digits Glow, a copy to NumPy 0.2 s.
+    return all(
+        np.isfinite(ops.convert_to_numpy(v)).all() for v in model.weights if "float" in v.dtype
+    )

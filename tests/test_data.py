@@ -75,6 +75,7 @@ def test_batch_larger_than_the_training_split_is_named():
         ({"dataset": "cifar11"}, "dataset='cifar11': expected one of digits, mnist"),
         ({"channel_size": 2}, "channel_size=2: expected 1 .grey. or 3 .RGB."),
         ({"n_bits": 9}, "n_bits=9: expected an integer in 1..8"),
+        ({"n_bits": 4.0}, r"n_bits=4\.0: expected an integer in 1\.\.8"),
         ({"img_size": 0}, "img_size=0: expected an integer >= 1"),
         ({"dataset": "folder"}, "needs data_dir"),
     ],
