@@ -4,7 +4,7 @@ Each of the 64 pixels gets its own categorical distribution over the 16
 levels of the 4-bit digits, fitted on the training split with add-alpha
 (Laplace) smoothing, and pixels are independent. Its test bits/dim is the
 exact discrete NLL, -mean log2 p, on the same data and split that main.py
-uses (glow_tf.data), so a Glow that models anything beyond the per-pixel
+uses (glow_tf.tf.pipelines), so a Glow that models anything beyond the per-pixel
 marginals should beat it.
 
     python -m benchmarks.digits_histogram_baseline
@@ -12,7 +12,8 @@ marginals should beat it.
 
 import numpy as np
 
-from glow_tf import data
+from glow_tf.datasets import DataConfig
+from glow_tf.tf import pipelines
 
 
 def histogram_bits_per_dim(train_levels, test_levels, levels, alpha):
@@ -25,9 +26,9 @@ def histogram_bits_per_dim(train_levels, test_levels, levels, alpha):
 
 def main():
     n_bits = 4
-    config = data.DataConfig("digits", img_size=8, channel_size=1, n_bits=n_bits)
+    config = DataConfig("digits", img_size=8, channel_size=1, n_bits=n_bits)
     splits = {
-        split: np.stack(list(data.load_split(config, split).as_numpy_iterator())) >> (8 - n_bits)
+        split: np.stack(list(pipelines.load_split(config, split).as_numpy_iterator())) >> (8 - n_bits)
         for split in ("train", "test")
     }
     print(f"digits, {n_bits} bits, {len(splits['train'])} train / {len(splits['test'])} test images")

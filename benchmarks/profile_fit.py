@@ -20,16 +20,17 @@ import time
 
 import keras
 
-import common_definitions as defs
-from glow_tf import checkpoints, divergence, run_dir, summaries, training
+from glow_tf.cli import settings
+from glow_tf.runs import files
+from glow_tf.tf import callbacks, summaries, training
 
 # (owner, attribute, label): the hooks and writes that are timed.
 _TIMED = (
-    (run_dir, "save_weights", "save_weights"),
-    (checkpoints, "_copy", "copy"),
+    (files, "save_weights", "save_weights"),
+    (callbacks, "_copy", "copy"),
     (summaries.GlowSummaries, "on_epoch_end", "summaries"),
     (keras.callbacks.TensorBoard, "on_epoch_end", "tensorboard"),
-    (divergence.StopOnDivergence, "on_epoch_end", "divergence"),
+    (callbacks.StopOnDivergence, "on_epoch_end", "divergence"),
 )
 
 
@@ -76,16 +77,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
 
-    import main as main_module  # the flags -> configs path of main.py
-
     totals = collections.defaultdict(float)
     for owner, attribute, label in _TIMED:
         setattr(owner, attribute, _timed(getattr(owner, attribute), label, totals))
     labels = ["validation"] + [label for _, _, label in _TIMED]
     folder = tempfile.mkdtemp(prefix="profile_fit_")
     try:
-        hparams = defs.hyperparameters_for(args.dataset, epochs=args.epochs, run_dir=folder)
-        configs = main_module.configs_from(hparams)
+        configs = settings.configs_for(args.dataset, epochs=args.epochs)  # main.py's path
         start = time.perf_counter()
         training.train_and_evaluate(
             *configs, folder, callbacks=[_EpochTable(totals, labels)], verbose=0

@@ -5,7 +5,7 @@ arrays and eager tensors. Inside a traced function (`tf.function`, `jax.jit`,
 `jax.grad`, a functional model) the inputs are symbolic and the checks are
 skipped; checking there would need a host round trip per step (or
 `tf.debugging` ops the JAX backend lacks). `fit` traces its step, so training
-is guarded by the loss instead (glow_tf.divergence).
+is guarded by the loss instead (glow_tf.tf.callbacks.StopOnDivergence).
 
 Each check costs a few reductions on the device and one small transfer to
 the host, next to the whole flow the checked call runs.

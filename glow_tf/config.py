@@ -1,12 +1,44 @@
-"""GlowConfig: the architecture hyperparameters of one Glow model."""
+"""The settings of a run: GlowConfig (the model) and TrainingConfig (how to train it).
+
+Each field carries its default and its help text (`setting`), the one
+source that the class docstrings, the command-line flags and docs/cli.md
+are made from. DataConfig, the third part of a run, lives beside the
+dataset catalogue in `glow_tf.datasets`. Nothing here imports TensorFlow.
+"""
 
 import dataclasses
+import math
+
+from glow_tf import precision as precision_lib
 
 COUPLINGS = ("affine", "additive")
 # The paper's three ways of permuting channels between couplings (section 3.2):
 # a learned 1x1 convolution (LU-decomposed or plain), a fixed reversal, and a
 # fixed random shuffle.
 PERMUTATIONS = ("lu", "conv", "reverse", "shuffle")
+OPTIMIZERS = ("adamax", "adam")
+# tf.distribute on TensorFlow; keras.distribution on JAX (glow_tf.tf.distribute).
+TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
+JAX_STRATEGIES = ("data_parallel",)
+STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
+
+
+def setting(default, help, *, choices=None, flag=True):
+    """A config field with its help text, and whether the command line has a flag for it.
+
+    `flag=False` marks a field that the command line derives from other
+    flags (GlowConfig.image_shape comes from --img_size and --channel_size).
+    """
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "flag": flag}
+    )
+
+
+def documented(cls):
+    """Appends an Attributes section, made from the fields' help, to the class docstring."""
+    lines = [f"        {f.name}: {f.metadata['help']}" for f in dataclasses.fields(cls)]
+    cls.__doc__ = f"{cls.__doc__.rstrip()}\n\n    Attributes:\n" + "\n".join(lines) + "\n"
+    return cls
 
 
 def check_n_bits(n_bits, error=ValueError):
@@ -19,42 +51,82 @@ def check_n_bits(n_bits, error=ValueError):
         raise error(f"n_bits={n_bits!r}: expected an integer in 1..8.")
 
 
+def check_positive_ints(config, names, error=ValueError):
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise error(f"{name}={value!r}: expected an integer >= 1.")
+
+
+class _Config:
+    """to_dict / from_dict for the frozen config dataclasses."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from `to_dict()` output, naming unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.__name__} fields {unknown}; expected a subset of "
+                f"{sorted(known)}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def help(cls, name):
+        """The help text of field `name`."""
+        return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["help"]
+
+
+@documented
 @dataclasses.dataclass(frozen=True)
-class GlowConfig:
+class GlowConfig(_Config):
     """Architecture of a Glow model.
 
     The defaults are the paper's CIFAR-10 model (Kingma & Dhariwal 2018,
     table 4): K=32 steps per level, L=3 levels, 512 hidden channels, affine
     coupling, LU-decomposed 1x1 convolutions, 8-bit images.
-
-    Attributes:
-        image_shape: (height, width, channels) of the images. Height and
-            width must be divisible by 2**l_glow (one squeeze per level).
-        k_glow: K, steps of flow per level.
-        l_glow: L, levels of the multi-scale architecture.
-        hidden_channels: width of the coupling networks.
-        coupling: "affine" or "additive".
-        permutation: "lu" (LU-decomposed invertible 1x1 conv), "conv"
-            (plain invertible 1x1 conv), "reverse" or "shuffle".
-        n_bits: bits per colour channel the images are quantised to (1..8).
-        num_classes: classes of a class-conditional model (the top prior
-            depends on the label, and a classifier reads the top latent);
-            0 for an unconditional one.
-        weight_y: weight of the classifier's cross-entropy (in bits per
-            image) in the loss of a class-conditional model.
-        seed: seed of the weight initialisers; None draws a random one.
     """
 
-    image_shape: tuple = (32, 32, 3)
-    k_glow: int = 32
-    l_glow: int = 3
-    hidden_channels: int = 512
-    coupling: str = "affine"
-    permutation: str = "lu"
-    n_bits: int = 8
-    num_classes: int = 0
-    weight_y: float = 0.01
-    seed: int | None = None
+    image_shape: tuple = setting(
+        (32, 32, 3),
+        "(height, width, channels) of the images; height and width must be "
+        "divisible by 2**l_glow (one squeeze per level).",
+        flag=False,  # --img_size and --channel_size
+    )
+    k_glow: int = setting(32, "K, steps of flow per level.")
+    l_glow: int = setting(3, "L, levels of the multi-scale architecture.")
+    hidden_channels: int = setting(512, "Width of the coupling networks.")
+    coupling: str = setting("affine", "Coupling layer.", choices=COUPLINGS)
+    permutation: str = setting(
+        "lu",
+        "Channel permutation: the learned invertible 1x1 convolution, LU-decomposed "
+        "(lu) or plain (conv), or a fixed reverse or shuffle.",
+        choices=PERMUTATIONS,
+    )
+    n_bits: int = setting(
+        8, "Bits per colour channel the images are quantised to (1..8).",
+        flag=False,  # the data's --n_bits
+    )
+    num_classes: int = setting(
+        0,
+        "Classes of a class-conditional model (the top prior depends on the label, "
+        "and a classifier reads the top latent); 0 for an unconditional one.",
+        flag=False,  # --y_condition takes the dataset's classes
+    )
+    weight_y: float = setting(
+        0.01,
+        "With --y_condition: weight of the classifier's cross-entropy (bits per "
+        "image) in the loss.",
+    )
+    seed: int | None = setting(
+        None, "Seed of the weight initialisers; None draws a random one.",
+        flag=False,  # the training --seed
+    )
 
     def __post_init__(self):
         # A JSON round trip turns the tuple into a list; keep it hashable.
@@ -67,10 +139,7 @@ class GlowConfig:
                 f"image_shape={shape!r}: expected three positive integers "
                 "(height, width, channels)."
             )
-        for name in ("k_glow", "l_glow", "hidden_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected an integer >= 1.")
+        check_positive_ints(self, ("k_glow", "l_glow", "hidden_channels"))
         if self.coupling not in COUPLINGS:
             raise ValueError(
                 f"coupling={self.coupling!r}: expected one of {', '.join(COUPLINGS)}."
@@ -103,17 +172,102 @@ class GlowConfig:
         height, width, channels = self.image_shape
         return height * width * channels
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values):
-        """Builds a config from `to_dict()` output, naming unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+@documented
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(_Config):
+    """How to train a Glow (the model and the data have their own configs).
+
+    The defaults are the paper's: Adamax at 1e-3 after a linear warmup, 64
+    images per step.
+    """
+
+    batch_size: int = setting(
+        64, "Images per training step: the global batch, split over the devices of --strategy."
+    )
+    epochs: int = setting(100, "Passes over the training split; raising it continues a finished run.")
+    lr: float = setting(1e-3, "Learning rate after the warmup.")
+    warmup: float = setting(
+        10.0,
+        "Epochs (may be fractional) of linear learning-rate warmup, counted in epochs as "
+        "in the original Glow code; 0 for none.",
+    )
+    optimizer: str = setting("adamax", "Optimizer: adamax (the paper's) or adam.", choices=OPTIMIZERS)
+    clipnorm: float = setting(0.0, "Clip each gradient to this norm; 0 for no clipping.")
+    weight_decay: float = setting(
+        0.0,
+        "Decoupled weight decay (AdamW-style: each step w -= lr * weight_decay * w) of the "
+        "convolution kernels, the only weights that are not scales or shifts; 0 for none.",
+    )
+    seed: int = setting(
+        0, "Seed of the weights, the data order and the noise (Python, NumPy and the backend)."
+    )
+    n_init: int = setting(256, "Training images for the data-dependent ActNorm initialisation.")
+    backup_every: int = setting(
+        500,
+        "Steps between the backups an interrupted run resumes from (one is also taken at "
+        "the end of every epoch).",
+    )
+    jit: bool = setting(
+        False,
+        "Compile the training step with XLA (jit_compile=True). Without it Keras decides: "
+        "XLA on a TensorFlow GPU, none on a CPU; JAX always compiles.",
+    )
+    mixed_precision: str = setting(
+        "none",
+        "Run the coupling networks in bfloat16, or in float16 with loss scaling; "
+        "log-dets, priors and the loss stay float32.",
+        choices=precision_lib.MIXED_PRECISIONS,
+    )
+    remat: bool = setting(
+        False,
+        "Recompute the coupling networks in the backward pass instead of storing their "
+        "activations: less memory, more compute.",
+    )
+    strategy: str = setting(
+        "none",
+        "Devices to train on: mirrored (this machine's GPUs), multi_worker (the cluster in "
+        "TF_CONFIG) or tpu with TensorFlow; data_parallel (every local device) with JAX.",
+        choices=STRATEGIES,
+    )
+    steps_per_execution: int = setting(
+        1,
+        "Training steps per call of the compiled step: fewer Python round trips for small "
+        "models.",
+    )
+
+    def __post_init__(self):
+        if self.clipnorm is None:  # config.json files that spelt "off" as null
+            object.__setattr__(self, "clipnorm", 0.0)
+        check_positive_ints(
+            self, ("batch_size", "epochs", "n_init", "backup_every", "steps_per_execution")
+        )
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr={self.lr!r}: expected a learning rate > 0.")
+        if not (isinstance(self.warmup, (int, float)) and self.warmup >= 0):
+            raise ValueError(f"warmup={self.warmup!r}: expected a number of epochs >= 0.")
+        if self.optimizer not in OPTIMIZERS:
             raise ValueError(
-                f"Unknown GlowConfig fields {unknown}; expected a subset of "
-                f"{sorted(known)}."
+                f"optimizer={self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}."
             )
-        return cls(**values)
+        if not (isinstance(self.clipnorm, (int, float)) and self.clipnorm >= 0):
+            raise ValueError(
+                f"clipnorm={self.clipnorm!r}: expected a norm > 0, or 0 for no clipping."
+            )
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay={self.weight_decay!r}: expected a number >= 0.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed={self.seed!r}: expected an integer.")
+        for name in ("jit", "remat"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
+        precision_lib.from_mixed_precision(self.mixed_precision)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}."
+            )
+
+    @property
+    def precision(self):
+        """The `glow_tf.precision` name of `mixed_precision`."""
+        return precision_lib.from_mixed_precision(self.mixed_precision)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf import checks, preprocessing
+from glow_tf import checks, quantization
 from glow_tf.config import GlowConfig
 from glow_tf.layers import (
     ActNorm,
@@ -178,11 +178,11 @@ class Glow(keras.Model):
 
     def _bits_per_dim(self, images, labels, seed):
         self._check_image_shape(images, "images")
-        x = preprocessing.dequantize(
+        x = quantization.dequantize(
             images, self.config.n_bits, seed=self.seed_generator if seed is None else seed
         )
         zs, logdet, top = self._encode(x, labels)
-        bpd = preprocessing.bits_per_dim(
+        bpd = quantization.bits_per_dim(
             _log_density(zs, logdet), self.config.num_dims, self.config.n_bits
         )
         return bpd, top
@@ -272,7 +272,7 @@ class Glow(keras.Model):
             layer.data_init = True
         try:
             self._encode_to_top(
-                preprocessing.dequantize(images, self.config.n_bits, seed=self.seed_generator)
+                quantization.dequantize(images, self.config.n_bits, seed=self.seed_generator)
             )
         finally:
             for layer in actnorms:

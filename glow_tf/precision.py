@@ -2,7 +2,7 @@
 
 Glow's bijectors are pinned to float32 (`glow_tf.model.FLOW_DTYPE`), so the
 log-determinants, the priors and the loss stay float32 whatever the global
-policy. Only the coupling networks (`glow_tf.networks.CouplingNetwork`)
+policy. Only the coupling networks (`glow_tf.layers.networks.CouplingNetwork`)
 follow the global policy: under "bfloat16" or "float16" they compute in that
 type and keep float32 weights. That is where the FLOPs are.
 

@@ -1,4 +1,4 @@
-"""What tests/test_scale.py shares with the process it starts for multi-device runs.
+"""What tests/core/test_scale.py shares with the process it starts for multi-device runs.
 
 `python -m tests.scale_helpers` trains one step of a tiny Glow on one device
 and, from the same initial weights, on two CPU devices (MirroredStrategy on
@@ -24,10 +24,10 @@ def uint8_images(n, seed=0):
 
 
 def dequantised(images, seed=1):
-    from glow_tf import preprocessing
+    from glow_tf import quantization
     from tests.bijector_checks import to_numpy
 
-    return to_numpy(preprocessing.dequantize(images, TINY.n_bits, seed=seed))
+    return to_numpy(quantization.dequantize(images, TINY.n_bits, seed=seed))
 
 
 def fixed_noise_glow_class():
@@ -39,11 +39,11 @@ def fixed_noise_glow_class():
     compared is purely how the engines split the batch and combine
     gradients. The loss is the same bits/dim `Glow.compute_loss` reduces.
     """
-    from glow_tf import Glow, preprocessing
+    from glow_tf import Glow, quantization
 
     class FixedNoiseGlow(Glow):
         def call(self, x, training=False):
-            return preprocessing.bits_per_dim(
+            return quantization.bits_per_dim(
                 self.log_prob(x), self.config.num_dims, self.config.n_bits
             )
 
@@ -83,7 +83,7 @@ def main():
         name, devices = "mirrored", ["/cpu:0", "/cpu:1"]
     else:
         name, devices = "data_parallel", None
-    from glow_tf import distribute
+    from glow_tf.tf import distribute
 
     images = uint8_images(16)
     x = dequantised(uint8_images(8, seed=2))

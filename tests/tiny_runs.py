@@ -2,10 +2,11 @@
 
 import keras
 
-import common_definitions as defs
-import main
-from glow_tf import Glow, data
-from glow_tf.run_dir import RunDir, save_weights
+from glow_tf import Glow
+from glow_tf.cli.settings import configs_for
+from glow_tf.runs import RunDir
+from glow_tf.runs.files import save_weights
+from glow_tf.tf import pipelines
 
 # 8x8 digits, K=1, L=2, width 8: one epoch is 22 steps of 64 images.
 TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 1, "n_init": 64,
@@ -18,16 +19,15 @@ def make_run(path, epochs=1, **changes):
     It is trained by plain `fit` for `epochs` epochs (0: initialised only),
     which is enough for it to tell digits from inverted digits.
     """
-    hparams = defs.hyperparameters_for("digits", **{**TINY, **changes})
-    model_config, data_config, training_config = main.configs_from(hparams)
+    model_config, data_config, training_config = configs_for("digits", **{**TINY, **changes})
     run = RunDir(path)
     run.prepare({"model": model_config.to_dict(), "data": data_config.to_dict(),
                  "training": training_config.to_dict()})
     conditional = model_config.num_classes > 0
-    train, _ = data.make_datasets(data_config, 64, seed=0, labels=conditional)
+    train, _ = pipelines.make_datasets(data_config, 64, seed=0, labels=conditional)
     keras.utils.set_random_seed(0)
     model = Glow(model_config)
-    model.initialize(data.take_images(train, 64))
+    model.initialize(pipelines.take_images(train, 64))
     if epochs:
         model.compile(keras.optimizers.Adamax(2e-3))
         model.fit(train, epochs=epochs, verbose=0, shuffle=False)

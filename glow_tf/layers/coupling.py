@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from glow_tf.layers.base import Bijector, per_example, split_channels, sum_per_example
-from glow_tf.networks import CouplingNetwork
+from glow_tf.layers.networks import CouplingNetwork
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from glow_tf.layers.base import Bijector, split_channels, sum_per_example
-from glow_tf.networks import ZeroConv2D
+from glow_tf.layers.networks import ZeroConv2D
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")

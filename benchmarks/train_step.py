@@ -1,0 +1,357 @@
+"""Benchmark: Glow's training step and sampling on the current Keras backend.
+
+    python -m benchmarks.train_step --image_size 16 --k_glow 4 --l_glow 2 \\
+        --hidden_channels 64 --batch_size 16,64 --steps 20
+
+times, after warm-up, the full training step (forward, backward, optimizer
+update) as users run it, through `Glow.compute_loss` and `fit()`, on
+synthetic uint8 images, and then `Glow.sample`. It prints one table row per
+(batch size, precision): images/s, step ms, peak memory, parameter count.
+
+Each row runs in its own process when there are several, so that XLA's
+caches and the peak-memory counters (which only ever grow) belong to that
+row alone. Peak memory is the accelerator's allocator peak (JAX
+`memory_stats()`, TensorFlow `get_memory_info`) where there is one; on CPU it
+is the row process's peak resident set size, labelled "RSS".
+
+Nothing here imports TensorFlow unless the backend is TensorFlow, so it runs
+with `KERAS_BACKEND=jax` on a machine without TensorFlow.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from glow_tf import precision as precision_lib
+from glow_tf.config import COUPLINGS, PERMUTATIONS, GlowConfig
+from glow_tf.model import Glow
+
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+MODES = ("fit", "train_on_batch")
+JIT = {"auto": "auto", "true": True, "false": False}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.train_step",
+        description="Times Glow's training step and sampling on the current "
+        "Keras backend (KERAS_BACKEND), on synthetic uint8 images.",
+    )
+    add = parser.add_argument
+    add("--image_size", type=int, default=32, help="height and width of the images")
+    add("--channels", type=int, default=3, help="colour channels of the images")
+    add("--k_glow", type=int, default=32, help="K, steps of flow per level")
+    add("--l_glow", type=int, default=3, help="L, levels")
+    add("--hidden_channels", type=int, default=512, help="width of the coupling networks")
+    add("--coupling", default="affine", choices=COUPLINGS)
+    add("--permutation", default="lu", choices=PERMUTATIONS)
+    add("--batch_size", default="64",
+        help="comma-separated batch sizes, one row each (e.g. 64,256)")
+    add("--precision", default="float32",
+        help="comma-separated precisions, one row each: "
+        + ", ".join(precision_lib.PRECISIONS))
+    add("--remat", action="store_true",
+        help="recompute the coupling networks in the backward pass (Glow(remat=True))")
+    add("--jit", default="auto", choices=tuple(JIT),
+        help="compile(jit_compile=...): XLA on TensorFlow; 'auto' is Keras' "
+        "default (JAX: on; TensorFlow: on with a GPU, off on CPU)")
+    add("--steps_per_execution", type=int, default=1,
+        help="compile(steps_per_execution=...): training steps per compiled call")
+    add("--mode", default="fit", choices=MODES,
+        help="fit: one fit() over --steps batches per repeat (how users train); "
+        "train_on_batch: one call per step")
+    add("--optimizer", default="adam", choices=tuple(OPTIMIZERS))
+    add("--steps", type=int, default=20, help="timed training steps per repeat")
+    add("--warmup", type=int, default=3, help="untimed training steps first (compilation)")
+    add("--repeats", type=int, default=3, help="timed repeats; the table shows the median")
+    add("--sample_batch", type=int, default=None,
+        help="images per sample() call (default: the batch size; 0 skips sampling)")
+    add("--temperature", type=float, default=0.7, help="sampling temperature")
+    add("--seed", type=int, default=0)
+    add("--isolate", choices=("auto", "yes", "no"), default="auto",
+        help="run each row in its own process (auto: when there are several rows)")
+    add("--json", default=None, help="also write the rows to this JSON file")
+    add("--row_output", default=None, help=argparse.SUPPRESS)  # a child row's result
+    args = parser.parse_args(argv)
+
+    try:
+        args.batch_sizes = [int(b) for b in args.batch_size.split(",")]
+    except ValueError:
+        parser.error(f"--batch_size={args.batch_size!r}: expected integers separated by commas.")
+    args.precisions = args.precision.split(",")
+    for p in args.precisions:
+        if p not in precision_lib.PRECISIONS:
+            parser.error(f"--precision={p!r}: expected one of "
+                         f"{', '.join(precision_lib.PRECISIONS)}.")
+    for name in ("steps", "repeats", "steps_per_execution"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)}: expected an integer >= 1.")
+    if args.warmup < 1:
+        parser.error(f"--warmup={args.warmup}: expected an integer >= 1 (the first "
+                     "step compiles, and must not be timed).")
+    if any(b < 1 for b in args.batch_sizes):
+        parser.error(f"--batch_size={args.batch_size!r}: expected sizes >= 1.")
+    if args.sample_batch is not None and args.sample_batch < 0:
+        parser.error(f"--sample_batch={args.sample_batch}: expected >= 0.")
+    try:
+        args.config = GlowConfig(
+            image_shape=(args.image_size, args.image_size, args.channels),
+            k_glow=args.k_glow, l_glow=args.l_glow, hidden_channels=args.hidden_channels,
+            coupling=args.coupling, permutation=args.permutation, seed=args.seed,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+# ---- what the machine reports ----
+
+def device_name():
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.device_kind} (jax {device.platform})"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return details.get("device_name", "GPU")
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores"
+
+
+def reset_peak_memory():
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+
+def peak_memory():
+    """(bytes, what was measured): the accelerator's peak, else process peak RSS."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats()
+        if stats and "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"], "device"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"], "device"
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "RSS"
+
+
+def parameter_count(model):
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))
+
+
+def block_until_ready(model):
+    """Waits for queued device work (JAX and GPUs run asynchronously)."""
+    ops.convert_to_numpy(model.trainable_variables[-1])
+
+
+# ---- one row ----
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def run_row(args, batch, precision):
+    """Times training and sampling for one (batch, precision); returns a dict."""
+    # Not keras.utils.set_random_seed: it imports TensorFlow where installed.
+    # The weights follow GlowConfig.seed, the images the generator below.
+    reset_peak_memory()
+    spe = args.steps_per_execution
+    steps, warmup = _round_up(args.steps, spe), _round_up(args.warmup, spe)
+    rng = np.random.default_rng(args.seed)
+    images = rng.integers(0, 256, (batch * max(steps, warmup), *args.config.image_shape),
+                          dtype=np.uint8)
+
+    with precision_lib.precision_scope(precision):
+        model = Glow(args.config, remat=args.remat)
+    model.initialize(images[: min(len(images), 256)])
+    optimizer = precision_lib.with_loss_scaling(OPTIMIZERS[args.optimizer](1e-4), precision)
+    model.compile(optimizer, jit_compile=JIT[args.jit], steps_per_execution=spe)
+
+    losses = []
+    if args.mode == "fit":
+        def train(n):
+            history = model.fit(images[: batch * n], batch_size=batch, epochs=1,
+                                verbose=0, shuffle=False)
+            losses.append(history.history["loss"][-1])
+    else:
+        one_batch = images[:batch]
+
+        def train(n):
+            for _ in range(n):
+                losses.append(model.train_on_batch(one_batch))
+
+    start = time.perf_counter()
+    train(warmup)
+    block_until_ready(model)
+    warmup_s = time.perf_counter() - start
+
+    step_ms, cpu_ms = [], []
+    for _ in range(args.repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        train(steps)
+        block_until_ready(model)
+        step_ms.append(1000.0 * (time.perf_counter() - start) / steps)
+        cpu_ms.append(1000.0 * (time.process_time() - start_cpu) / steps)
+    memory, memory_kind = peak_memory()
+
+    sample_batch = batch if args.sample_batch is None else args.sample_batch
+    sample_ms = []
+    if sample_batch:
+        ops.convert_to_numpy(model.sample(sample_batch, args.temperature, seed=0))  # warm-up
+        for repeat in range(args.repeats):
+            start = time.perf_counter()
+            ops.convert_to_numpy(model.sample(sample_batch, args.temperature, seed=repeat + 1))
+            sample_ms.append(1000.0 * (time.perf_counter() - start))
+
+    median = statistics.median(step_ms)
+    return {
+        "backend": keras.backend.backend(),
+        "device": device_name(),
+        "config": args.config.to_dict(),
+        "batch": batch,
+        "precision": precision,
+        "remat": args.remat,
+        "jit": bool(model.jit_compile),
+        "steps_per_execution": spe,
+        "mode": args.mode,
+        "optimizer": args.optimizer,
+        "steps": steps,
+        "warmup_s": warmup_s,
+        "step_ms": step_ms,
+        "step_ms_median": median,
+        "cpu_ms": cpu_ms,
+        "cpu_ms_median": statistics.median(cpu_ms),
+        "images_per_s": 1000.0 * batch / median,
+        "peak_memory_bytes": int(memory),
+        "peak_memory_kind": memory_kind,
+        "parameters": parameter_count(model),
+        "loss_after": float(losses[-1]),
+        "sample_batch": sample_batch,
+        "sample_ms": sample_ms,
+        "sample_ms_median": statistics.median(sample_ms) if sample_ms else None,
+    }
+
+
+def run_row_isolated(argv, batch, precision):
+    """`run_row` in a fresh process, so that its memory peak is its own."""
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        child = [sys.executable, "-m", "benchmarks.train_step", *argv,
+                 f"--batch_size={batch}", f"--precision={precision}",
+                 "--isolate=no", f"--row_output={path}", "--json="]
+        result = subprocess.run(child, stdout=subprocess.DEVNULL)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"benchmark row batch={batch} precision={precision} failed "
+                f"(exit status {result.returncode}); its error is printed above."
+            )
+        with open(path) as f:
+            return json.load(f)
+    finally:
+        os.remove(path)
+
+
+# ---- output ----
+
+def _gib(n):
+    return f"{n / 2**30:.2f} GiB"
+
+
+def format_table(rows):
+    header = ("| backend | device | batch | precision | remat | jit | spe | mode "
+              "| step ms (median; min-max) | images/s | host CPU ms/step | sample ms/batch (batch) "
+              "| peak memory | parameters | warm-up s |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        spread = f"{min(r['step_ms']):.1f}-{max(r['step_ms']):.1f}"
+        sample = (f"{r['sample_ms_median']:.1f} ({r['sample_batch']})"
+                  if r["sample_ms_median"] is not None else "-")
+        memory = _gib(r["peak_memory_bytes"])
+        if r["peak_memory_kind"] == "RSS":
+            memory += " RSS (process peak)"
+        lines.append(
+            f"| {r['backend']} | {r['device']} | {r['batch']} | {r['precision']} "
+            f"| {'yes' if r['remat'] else 'no'} | {'yes' if r['jit'] else 'no'} "
+            f"| {r['steps_per_execution']} | {r['mode']} "
+            f"| {r['step_ms_median']:.1f}; {spread} | {r['images_per_s']:.1f} "
+            f"| {r['cpu_ms_median']:.1f} | {sample} "
+            f"| {memory} | {r['parameters']:,} | {r['warmup_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def describe(args):
+    c = args.config
+    height, width, channels = c.image_shape
+    return (
+        f"Glow {height}x{width}x{channels}, K={c.k_glow}, L={c.l_glow}, width "
+        f"{c.hidden_channels}, {c.coupling} coupling, {c.permutation} permutation; "
+        f"{args.optimizer}, {args.steps} timed steps x {args.repeats} repeats after "
+        f"{args.warmup} warm-up; keras {keras.__version__}, backend "
+        f"{keras.backend.backend()}"
+    )
+
+
+def _write_json(path, value):
+    """Writes atomically: a temporary file beside `path`, then os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(value, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.row_output:
+        _write_json(args.row_output, run_row(args, args.batch_sizes[0], args.precisions[0]))
+        return 0
+    combos = [(b, p) for p in args.precisions for b in args.batch_sizes]
+    isolate = args.isolate == "yes" or (args.isolate == "auto" and len(combos) > 1)
+    rows = []
+    for batch, precision in combos:
+        print(f"... batch {batch}, {precision}", file=sys.stderr, flush=True)
+        if isolate:
+            rows.append(run_row_isolated(argv, batch, precision))
+        else:
+            rows.append(run_row(args, batch, precision))
+    print(describe(args))
+    print(format_table(rows))
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The trained model that sample.py and evaluate.py work on, from --run_dir / --weights.
+
+Both tools take --run_dir (default: the newest run under checkpoints/),
+--weights (one file), --which (newest or best) and main.py's architecture
+flags, which describe a lone weights file that has no config.json beside
+it. `glow_tf.runs.load_model` does the loading.
+"""
+
+from absl import flags
+
+import common_definitions as defs
+from glow_tf.cli import settings as settings_lib
+from glow_tf.runs import folder
+
+
+def define_model_flags(flag_values):
+    """--run_dir, --weights, --which and the architecture flags."""
+    flags.DEFINE_string(
+        "run_dir", None,
+        f"A training run's folder (config.json + weights). Default: the newest run "
+        f"under {defs.CHECKPOINT_ROOT}/, the one whose weights were written last "
+        f"({defs.PRETRAINED_RUN_DIR} on a fresh clone).",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "weights", None,
+        "A weights file instead of a run's: a Keras .weights.h5, or a legacy weights.h5. "
+        "The architecture comes from the config.json beside it, else from --run_dir's, "
+        "else from the architecture flags.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "which", "newest", tuple(folder.WEIGHTS),
+        "Which weights of a run: the newest, or the best by test bits/dim.",
+        flag_values=flag_values,
+    )
+    settings_lib.define_flags(flag_values, settings_lib.ARCHITECTURE)
+
+
+def load_model(flag_values):
+    """(Glow with its weights, DataConfig of its dataset, run folder or None).
+
+    Raises ValueError (RunDirError, WeightsError, DatasetError) for the
+    user's errors.
+    """
+    from glow_tf.datasets import DataConfig
+    from glow_tf.runs import load_model, newest_run
+
+    run_dir, weights = flag_values.run_dir, flag_values.weights
+    if run_dir is None and weights is None:
+        run_dir = newest_run(defs.CHECKPOINT_ROOT)
+        if run_dir is None:
+            raise ValueError(
+                f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
+                "weights): train one with main.py, or pass --run_dir or --weights."
+            )
+    given = settings_lib.explicit(flag_values, settings_lib.ARCHITECTURE)
+    flagged = settings_lib.configs_from(settings_lib.settings_from_flags(
+        flag_values, settings_lib.ARCHITECTURE
+    ))
+    loaded = load_model(run_dir, weights=weights, which=flag_values.which,
+                        model_config=flagged.model)
+    if loaded.config is None:  # a lone weights file: the flags gave the architecture
+        return loaded.model, flagged.data, run_dir
+    _check_flags_agree(given, loaded.config, loaded.config_path)
+    data = dict(loaded.config["data"])
+    if "data_dir" in given:
+        data["data_dir"] = given["data_dir"]
+    return loaded.model, DataConfig(**data), run_dir
+
+
+def _check_flags_agree(given, run_config, config_path):
+    """Architecture flags given with a config.json must repeat its values."""
+    stored = settings_lib.architecture_of(run_config)
+    differences = [
+        f"{name}: {stored[name]!r} in {config_path}, {value!r} from --{name}"
+        for name, value in given.items()
+        if name != "data_dir" and stored[name] != value
+    ]
+    if differences:
+        raise ValueError(
+            "The architecture flags differ from the weights' run: " + "; ".join(differences)
+            + ". Leave those flags out (config.json gives the architecture)."
+        )

@@ -1,0 +1,48 @@
+"""Trains a Glow: flags -> configs -> glow_tf.tf.training.train_and_evaluate.
+
+    glow-train                                        # digits, offline, CPU minutes
+    glow-train --dataset cifar10 --k_glow 32 --l_glow 3
+
+One flag per setting (glow_tf.cli.settings); the dataset's preset
+(common_definitions.PRESETS) changes some defaults, and a flag given on the
+command line beats both. The run lives in checkpoints/<dataset> unless
+--run_dir says otherwise, and the same command run again resumes it.
+"""
+
+from absl import app, flags
+
+from glow_tf import cli
+from glow_tf.cli import settings as settings_lib
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(flag_values=FLAGS):
+    settings_lib.define_flags(flag_values)
+
+
+def main(argv, flag_values=FLAGS):
+    program = cli.program(argv)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    settings = settings_lib.settings_from_flags(flag_values)
+    try:
+        configs = settings_lib.configs_from(settings)
+    except ValueError as error:
+        cli.fail(program, error)
+
+    from glow_tf.datasets import DatasetError
+    from glow_tf.runs import RunDirError
+    from glow_tf.tf import training
+    from glow_tf.tf.distribute import DistributionError
+
+    try:
+        training.train_and_evaluate(*configs, settings_lib.run_dir_of(settings))
+    except (DatasetError, DistributionError, RunDirError, training.TrainingDiverged) as error:
+        cli.fail(program, error)
+
+
+def run():
+    """The glow-train console script."""
+    define_flags()
+    app.run(main)

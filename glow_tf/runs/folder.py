@@ -1,0 +1,188 @@
+"""One training run's folder: what it holds, and whether a run may use it.
+
+    <run_dir>/
+      config.json           {"model": GlowConfig, "data": DataConfig, "training": TrainingConfig}
+      newest.weights.h5     weights after the latest finished epoch
+      best.weights.h5       weights of the epoch with the lowest test bits/dim
+      metrics.json          per-epoch progress; the final test bits/dim once finished
+      backup/               BackupAndRestore state: weights + optimizer + epoch
+      logs/                 TensorBoard: train/, validation/ (Keras), glow/ (ours)
+
+Every file is written through `glow_tf.runs.files`, so a crash never leaves
+half of one. Backend-agnostic: a run folder written on one Keras backend is
+read on any other.
+"""
+
+import json
+import os
+import tempfile
+
+from glow_tf.runs.files import TEMP_MARK, read_json, remove_temp_files, write_json
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+NEWEST_WEIGHTS = "newest.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"
+BACKUP = "backup"
+# The name Keras' BackupAndRestore gives its weights file inside BACKUP.
+BACKUP_WEIGHTS = "latest.weights.h5"
+LOGS = "logs"
+WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
+# Hyperparameters a rerun may change without starting a different run:
+# more epochs extend it, how often it backs up does not change the result,
+# and a lower learning rate or gradient clipping is how a run that diverged
+# goes on from its last good backup. Nor do the ways of computing the same
+# step: XLA, steps per execution, rematerialisation and the devices
+# (--batch_size is the global batch, so the steps are the same on any number
+# of them). Not mixed_precision: it changes the numbers trained on, and
+# float16 adds loss-scale state to the optimizer that a backup without it
+# cannot restore.
+MAY_CHANGE_ON_RESUME = (
+    ("training", "epochs"), ("training", "backup_every"),
+    ("training", "lr"), ("training", "clipnorm"), ("training", "jit"),
+    ("training", "steps_per_execution"), ("training", "remat"), ("training", "strategy"),
+)
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used as asked (a user's error, not a bug)."""
+
+
+class RunDirMismatchError(RunDirError):
+    """The run folder holds a run with other hyperparameters than asked for."""
+
+
+class RunDir:
+    """Paths in one run folder, and its config and metrics files.
+
+    Args:
+        path: the run folder (created by `prepare`).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def backup_dir(self):
+        return self.file(BACKUP)
+
+    @property
+    def log_dir(self):
+        return self.file(LOGS)
+
+    def weights(self, which="newest"):
+        if which not in WEIGHTS:
+            raise ValueError(f"which={which!r}: expected one of {', '.join(WEIGHTS)}.")
+        return self.file(WEIGHTS[which])
+
+    def has_backup(self):
+        """Whether an interrupted (or finished) run left a state to resume."""
+        return os.path.exists(os.path.join(self.backup_dir, BACKUP_WEIGHTS))
+
+    def read_config(self):
+        path = self.file(CONFIG)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: {self.path!r} is not a training run folder "
+                "(main.py writes config.json when a run starts)."
+            )
+        return read_json(path)
+
+    def read_metrics(self):
+        path = self.file(METRICS)
+        return read_json(path) if os.path.exists(path) else {}
+
+    def write_metrics(self, metrics):
+        write_json(self.file(METRICS), metrics)
+
+    def check(self, config):
+        """Raises RunDirError unless `prepare(config)` can use the folder; writes nothing.
+
+        The folder (or the nearest folder above it that exists) must be
+        writable, and a folder that already holds a run must hold this run:
+        every hyperparameter but those in MAY_CHANGE_ON_RESUME must match, or
+        RunDirMismatchError names the ones that differ.
+        """
+        self._check_writable()
+        path = self.file(CONFIG)
+        if not os.path.exists(path):
+            return
+        try:
+            stored = read_json(path)
+        except (OSError, ValueError) as error:
+            raise RunDirError(
+                f"{path} cannot be read ({error}); expected the config.json that main.py "
+                "wrote. Move the folder away or give this run its own --run_dir."
+            ) from None
+        differences = config_differences(stored, config)
+        if differences:
+            raise RunDirMismatchError(
+                f"{self.path} holds a run with other hyperparameters: "
+                + "; ".join(differences)
+                + ". Rerun with the same values to resume that run, or give "
+                "this one its own folder (--run_dir)."
+            )
+
+    def _check_writable(self):
+        path = os.path.abspath(self.path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise RunDirError(f"run_dir={self.path!r} is a file; expected a folder for the run.")
+        existing = path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise RunDirError(
+                f"run_dir={self.path!r}: {existing} is a file, so no folder can be made under it."
+            )
+        # Permission bits do not tell (root, read-only mounts, /proc): make
+        # and remove an empty folder where the run's folders would go.
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}", dir=existing))
+        except OSError as error:
+            raise RunDirError(
+                f"run_dir={self.path!r} cannot be written ({error.strerror} in {existing}); "
+                "expected a folder this user may write to."
+            ) from None
+
+    def prepare(self, config):
+        """Creates the folder with config.json, or checks the one there.
+
+        Runs `check(config)` first, so a refused folder is left as it was.
+        config.json is written when it is new or one of the values in
+        MAY_CHANGE_ON_RESUME changed.
+        """
+        self.check(config)
+        os.makedirs(self.path, exist_ok=True)
+        # A run killed (SIGKILL) in the middle of a write leaves its temp file.
+        for folder in (self.path, self.backup_dir):
+            remove_temp_files(folder)
+        path = self.file(CONFIG)
+        if os.path.exists(path) and read_json(path) == _jsonable(config):
+            return
+        write_json(path, config)
+
+
+def config_differences(stored, asked):
+    """'section.name: X in the run folder, Y now' for each value that differs."""
+    differences = []
+    for section in sorted(set(stored) | set(asked)):
+        old, new = stored.get(section, {}), asked.get(section, {})
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            if old != new:
+                differences.append(f"{section}: {old!r} in the run folder, {new!r} now")
+            continue
+        for name in sorted(set(old) | set(new)):
+            if (section, name) in MAY_CHANGE_ON_RESUME:
+                continue
+            # JSON turns tuples into lists; compare them as lists.
+            a, b = _jsonable(old.get(name)), _jsonable(new.get(name))
+            if a != b:
+                differences.append(f"{section}.{name}: {a!r} in the run folder, {b!r} now")
+    return differences
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))

@@ -1,0 +1,207 @@
+"""Image datasets as tf.data pipelines of uint8 NHWC batches (TensorFlow only).
+
+Every dataset of the catalogue (`glow_tf.datasets`) comes out the same way:
+uint8 images of `img_size` x `img_size` x `channel_size`, reduced to their
+top `n_bits` bits (the model keeps only those bits anyway, so the reduction
+is idempotent), shuffled, batched and prefetched. The model adds the
+dequantisation noise itself.
+
+Sizes: datasets drawn on a black background (mnist, fashion_mnist, digits)
+are zero-padded, centred, to a larger `img_size` (MNIST's 28x28 becomes
+32x32 so that L=3 levels divide it); every other change of size resizes
+(antialiased bilinear).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from glow_tf.datasets import (
+    DIGITS_NUM_TRAIN,
+    FOLDER_TEST_EVERY,
+    SOURCES,
+    DatasetError,
+    folder_classes,
+    folder_images,
+    num_classes,
+)
+
+_SHUFFLE_BUFFER = 10_000
+
+
+def load_split(config, split, labels=False):
+    """One split ("train" or "test") as a tf.data.Dataset of single uint8 images.
+
+    With `labels`, each element is {"images": image, "labels": int32 class},
+    the input of a class-conditional Glow (see `num_classes`). Unshuffled and
+    unbatched; `make_datasets` adds the rest.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'test'.")
+    if labels:
+        num_classes(config)  # a dataset without labels fails here, by name
+    source = SOURCES[config.dataset]
+    if config.dataset == "digits":
+        examples = tf.data.Dataset.from_tensor_slices(_digits(split))
+    elif config.dataset == "folder":
+        examples = _folder(config, split)
+    else:
+        examples = _tfds(source, config, split)
+
+    def prepare(image, label):
+        image = _prepare(image, source, config)
+        return {"images": image, "labels": tf.cast(label, tf.int32)} if labels else image
+
+    return examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_datasets(config, batch_size, seed=0, labels=False):
+    """(train, test) batched pipelines: train shuffled with whole batches only.
+
+    The test split keeps its last, smaller batch, so that every test image
+    counts once in the test bits/dim. With `labels`, batches are
+    {"images", "labels"} dicts (see `load_split`).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
+    train = load_split(config, "train", labels)
+    num_train = num_examples(train)
+    if num_train < batch_size:
+        raise DatasetError(
+            f"The {config.dataset} training split has {num_train} images, fewer "
+            f"than one batch (batch_size={batch_size}); lower --batch_size."
+        )
+    train = (
+        train.shuffle(min(num_train, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    test = load_split(config, "test", labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return train, test
+
+
+def take_images(dataset, n):
+    """Up to n images from a dataset of images or of batches, as a numpy array.
+
+    Datasets of {"images", "labels"} give their images.
+    """
+    return take_examples(dataset, n)[0]
+
+
+def take_examples(dataset, n):
+    """(images, labels): up to n examples as numpy arrays; labels None without them."""
+    has_labels = isinstance(dataset.element_spec, dict)
+    spec = dataset.element_spec["images"] if has_labels else dataset.element_spec
+    if len(spec.shape) == 4:
+        dataset = dataset.unbatch()
+    batches = list(dataset.take(n).batch(max(n, 1)).as_numpy_iterator())
+    if not batches:
+        raise DatasetError("The dataset is empty; expected at least one image.")
+    if has_labels:
+        return batches[0]["images"], batches[0]["labels"]
+    return batches[0], None
+
+
+def num_examples(dataset):
+    """Elements in a finite dataset: its cardinality, or a count when unknown."""
+    count = int(dataset.cardinality())
+    if count >= 0:
+        return count
+    return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+
+
+# ---- sources ----
+
+
+# Each source yields (image, label) pairs; label -1 where there is none.
+
+
+def _digits(split):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    levels = digits.images.astype(np.int64)  # (1797, 8, 8), 0..16
+    images = (levels * 255 // 16).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int32)
+    train = slice(None, DIGITS_NUM_TRAIN) if split == "train" else slice(DIGITS_NUM_TRAIN, None)
+    return images[train], labels[train]
+
+
+def _tfds(source, config, split):
+    import tensorflow_datasets as tfds
+
+    tfds_split = "train" if split == "train" else source.test_split
+    dataset = tfds.load(
+        source.tfds_name, split=tfds_split, data_dir=config.data_dir,
+        shuffle_files=split == "train",
+    )
+    return dataset.map(
+        lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64)))
+    )
+
+
+def _folder(config, split):
+    files = folder_images(config.data_dir)
+    if len(files) < 2:
+        raise DatasetError(
+            f"data_dir={config.data_dir!r} holds {len(files)} image, expected at "
+            "least 2 (one for training, one for testing)."
+        )
+    index = np.arange(len(files))
+    is_test = index % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1
+    if not is_test.any():  # fewer than 10 files: the last one tests
+        is_test[-1] = True
+    try:
+        labels = folder_classes(files, config.data_dir)[1]
+    except DatasetError:
+        labels = [-1] * len(files)  # checked by num_classes when labels are asked for
+    wanted = is_test == (split == "test")
+    chosen = [f for f, keep in zip(files, wanted) if keep]
+    labels = [label for label, keep in zip(labels, wanted) if keep]
+    channels = config.channel_size
+    return tf.data.Dataset.from_tensor_slices((chosen, np.asarray(labels, np.int32))).map(
+        lambda path, label: (
+            tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False),
+            label,
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+# ---- one image to the asked size, channels and depth ----
+
+
+def _prepare(image, source, config):
+    if source.center_crop:
+        image = tf.image.resize_with_crop_or_pad(image, source.center_crop, source.center_crop)
+    image = _to_channels(image, config.channel_size)
+    image = _to_size(image, config.img_size, source.pad_to_grow)
+    # Keep the top n_bits of each value, as the model's quantisation does.
+    mask = (0xFF << (8 - config.n_bits)) & 0xFF
+    return tf.bitwise.bitwise_and(image, tf.constant(mask, tf.uint8))
+
+
+def _to_channels(image, channels):
+    have = image.shape[-1]
+    if have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+        return tf.cast(tf.clip_by_value(tf.round(grey), 0, 255), tf.uint8)
+    raise DatasetError(f"Cannot convert images with {have} channels to {channels}.")
+
+
+def _to_size(image, size, pad_to_grow):
+    height, width = image.shape[0], image.shape[1]
+    if (height, width) == (size, size):
+        return image
+    if pad_to_grow and height is not None and height <= size and width <= size:
+        return tf.image.pad_to_bounding_box(
+            image, (size - height) // 2, (size - width) // 2, size, size
+        )
+    # Antialiased bilinear: a proper low-pass filter when shrinking.
+    resized = tf.image.resize(
+        tf.cast(image, tf.float32), (size, size), method="bilinear", antialias=True
+    )
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)

@@ -1,0 +1,83 @@
+"""The benchmark script (benchmarks/train_step.py): its table, its processes, its errors.
+
+It is timed nowhere here; these check that it runs and reports on either backend.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tests.processes import ROOT, run_module
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                       reason="starts its own processes; run once, from the TensorFlow run"),
+]
+
+
+BENCH_TINY = ["--image_size=8", "--k_glow=1", "--l_glow=2", "--hidden_channels=8",
+              "--batch_size=4", "--steps=2", "--warmup=1", "--repeats=1"]
+
+
+def test_bench_runs_on_jax_without_tensorflow():
+    pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['benchmarks.train_step', *{BENCH_TINY!r}]\n"
+        "try:\n"
+        "    runpy.run_module('benchmarks.train_step', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"},
+        capture_output=True, text=True, timeout=600,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "tensorflow imported: False" in result.stdout, out[-4000:]
+    check_table(result.stdout, backend="jax", rows=1)
+
+
+def test_bench_rows_in_their_own_processes(tmp_path):
+    """Two rows (two batch sizes) through child processes, plus the JSON file."""
+    path = tmp_path / "rows.json"
+    out = run_module("benchmarks.train_step", [*BENCH_TINY, "--batch_size=2,4", "--remat",
+                                       "--precision=bfloat16", f"--json={path}"])
+    check_table(out, backend="tensorflow", rows=2)
+    rows = json.loads(path.read_text())
+    assert [r["batch"] for r in rows] == [2, 4]
+    assert all(r["remat"] and r["precision"] == "bfloat16" for r in rows)
+    assert all(np.isfinite(r["loss_after"]) for r in rows)
+
+
+def check_table(stdout, backend, rows):
+    lines = [l for l in stdout.splitlines() if l.startswith("|")]
+    assert lines[0].startswith("| backend | device | batch |"), stdout
+    body = lines[2:]
+    assert len(body) == rows, stdout
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        row = dict(zip(header, cells))
+        assert row["backend"] == backend
+        assert float(row["images/s"]) > 0
+        assert row["peak memory"].split()[1] == "GiB"
+        assert int(row["parameters"].replace(",", "")) > 0
+
+
+def test_bench_rejects_bad_flags():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_step", "--precision=fp8"], cwd=ROOT,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "--precision='fp8': expected one of float32, bfloat16, float16" in result.stderr
+    assert "Traceback" not in result.stderr

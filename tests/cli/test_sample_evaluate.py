@@ -1,0 +1,303 @@
+"""sample.py's pictures, evaluate.py's numbers, legacy weights and conditional Glow in the CLIs."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+tf = pytest.importorskip("tensorflow")
+
+import common_definitions as defs  # noqa: E402
+from glow_tf import DataConfig, Glow, GlowConfig, quantization  # noqa: E402
+from glow_tf.analysis import pictures as sampling  # noqa: E402
+from glow_tf.analysis import scores as evaluation  # noqa: E402
+from glow_tf.cli import evaluate, sample  # noqa: E402
+from glow_tf.cli.settings import configs_for  # noqa: E402
+from glow_tf.datasets import DatasetError, num_classes  # noqa: E402
+from glow_tf.runs import load_model, newest_run  # noqa: E402
+from glow_tf.tf import pipelines as data  # noqa: E402
+from tests.bijector_checks import randomize_weights, to_numpy  # noqa: E402
+from tests.commands import run_cli  # noqa: E402
+from tests.tiny_runs import make_run  # noqa: E402
+
+DIGITS = DataConfig("digits")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny"
+    return path, make_run(path)
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+# ---- sample.py: each mode writes its picture ----
+
+# The 8x8 digits are enlarged 4x (SAMPLE_CELL_PIXELS = 32), with 4 pixels between cells.
+CELL, GAP = 32, 4
+
+
+def grid_size(rows, columns):
+    return rows * (CELL + GAP) - GAP, columns * (CELL + GAP) - GAP
+
+
+@pytest.mark.parametrize("mode, n, rows, columns", [
+    ("samples", 10, 3, 4),
+    ("temperatures", 5, len(sampling.TEMPERATURES), 5),
+    ("interpolate", 3, 3, defs.INTERPOLATION_STEPS),
+    ("reconstruct", 4, 2, 4),  # 4 pairs: 2 rows of 2 pairs
+])
+def test_each_mode_writes_its_grid(tiny_run, tmp_path, monkeypatch, capsys, mode, n, rows, columns):
+    out = tmp_path / "pictures" / f"{mode}.png"
+    run_cli(sample, "--run_dir", str(tiny_run[0]), "--mode", mode, "--n", str(n),
+            "--out", str(out))
+    assert capsys.readouterr().out.strip() == str(out)
+    picture = read_png(out)
+    assert picture.shape == grid_size(rows, columns) and picture.dtype == np.uint8
+    assert picture.std() > 0
+    assert [p.name for p in out.parent.iterdir()] == [out.name], "a temp file was left"
+
+
+def test_default_run_is_the_newest_and_default_out_is_in_samples(tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    older = tmp_path / "checkpoints" / "older"
+    older.mkdir(parents=True)
+    for name in ("config.json", "newest.weights.h5"):
+        (older / name).write_bytes((tiny_run[0] / name).read_bytes())
+    (tmp_path / "checkpoints" / "no-weights").mkdir()
+    (tmp_path / "checkpoints" / "no-weights" / "config.json").write_text("{}")
+    newer = tmp_path / "checkpoints" / "digits-pretrained"
+    newer.mkdir()
+    for name in ("config.json", "newest.weights.h5"):
+        (newer / name).write_bytes((tiny_run[0] / name).read_bytes())
+    assert newest_run("checkpoints") == "checkpoints/digits-pretrained"
+    import os
+    os.utime(older / "newest.weights.h5")  # written last now
+    assert newest_run("checkpoints") == "checkpoints/older"
+    run_cli(sample, "--temp", "0.7")
+    assert capsys.readouterr().out.strip() == "samples/samples.png"
+    assert read_png(tmp_path / "samples" / "samples.png").shape == grid_size(8, 8)
+
+
+def test_temperature_zero_rows_are_identical_across_seeds(tiny_run):
+    _, model = tiny_run
+    rows = [sampling.temperature_rows(model, 3, temperatures=(0.0, 0.7), seed=seed) for seed in (0, 1)]
+    np.testing.assert_array_equal(rows[0][0], rows[1][0])
+    # Every sample of a T = 0 row is the same image: the priors' means.
+    np.testing.assert_array_equal(rows[0][0][0], rows[0][0][2])
+    assert np.abs(rows[0][1] - rows[1][1]).max() > 0.01, "the T = 0.7 rows should differ"
+
+
+def test_interpolation_ends_are_the_encoded_images(tiny_run):
+    _, model = tiny_run
+    images = data.take_images(data.load_split(DIGITS, "test"), 4)
+    x, latents = sampling.interpolate(model, images[:2], images[2:], steps=5)
+    assert x.shape == (2, 5, 8, 8, 1) and len(latents) == 5
+    for end, ends in ((0, images[:2]), (-1, images[2:])):
+        zs, _ = model.encode(sampling.bin_centres(ends, 4))
+        assert len(latents[end]) == len(zs) == 2
+        for z_path, z in zip(latents[end], zs):
+            np.testing.assert_array_equal(z_path, to_numpy(z))
+        # Decoded and rounded, each end is its image again.
+        np.testing.assert_array_equal(
+            to_numpy(quantization.to_uint8(x[:, end], 4)),
+            to_numpy(quantization.to_uint8(quantization.quantize(ends, 4) + 1 / 32, 4)),
+        )
+    assert np.abs(x[:, 2] - x[:, 0]).max() > 0.05, "the middle should differ from the ends"
+
+
+def test_reconstructions_match_their_images(tiny_run):
+    _, model = tiny_run
+    images = data.take_images(data.load_split(DIGITS, "test"), 6)
+    x, reconstructed = sampling.reconstruct(model, images)
+    np.testing.assert_allclose(reconstructed, x, atol=1e-4)
+
+
+# ---- weights files ----
+
+
+def test_a_legacy_weights_h5_loads(tmp_path):
+    from keras.src.legacy.saving import legacy_h5_format
+
+    config = GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bits=4, seed=0)
+    trained = Glow(config)
+    randomize_weights(trained)
+    # The layout of Keras 2's model.save_weights("weights.h5"): a group per layer.
+    with h5py.File(tmp_path / "weights.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, trained)
+        assert "layer_names" in f.attrs
+    fresh = load_model(weights=str(tmp_path / "weights.h5"), model_config=config).model
+    x = quantization.dequantize(np.full((2, 8, 8, 1), 128, np.uint8), 4, seed=0)
+    np.testing.assert_array_equal(to_numpy(fresh.log_prob(x)), to_numpy(trained.log_prob(x)))
+
+
+def test_sample_py_reads_a_legacy_file_with_the_architecture_from_flags(tmp_path, monkeypatch, capsys):
+    from keras.src.legacy.saving import legacy_h5_format
+
+    model = Glow(GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bits=4, seed=0))
+    with h5py.File(tmp_path / "weights.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    out = tmp_path / "t.png"
+    run_cli(sample, "--weights", str(tmp_path / "weights.h5"), "--k_glow", "2",
+            "--l_glow", "2", "--hidden_channels", "8", "--mode", "temperatures", "--n", "2",
+            "--out", str(out))
+    assert read_png(out).shape == grid_size(len(sampling.TEMPERATURES), 2)
+
+
+# ---- class-conditional Glow from the command line ----
+
+
+def test_y_condition_flag_makes_a_conditional_model_of_the_datasets_classes():
+    model_config, _, _ = configs_for("digits", y_condition=True, weight_y=0.5)
+    assert model_config.num_classes == 10 and model_config.weight_y == 0.5
+    assert configs_for("digits")[0].num_classes == 0
+    with pytest.raises(DatasetError, match="dataset='celeba' has no class labels"):
+        configs_for("celeba", y_condition=True)
+
+
+def test_datasets_yield_labels_when_asked(tmp_path):
+    images, labels = data.take_examples(data.load_split(DIGITS, "test", labels=True), 5)
+    from sklearn.datasets import load_digits
+
+    np.testing.assert_array_equal(labels, load_digits().target[1437:1442])
+    assert images.shape == (5, 8, 8, 1)
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((4, 4), 40 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    folder = DataConfig("folder", img_size=4, channel_size=1, n_bits=8, data_dir=str(tmp_path))
+    assert num_classes(folder) == 2
+    _, train_labels = data.take_examples(data.load_split(folder, "train", labels=True), 20)
+    _, test_labels = data.take_examples(data.load_split(folder, "test", labels=True), 20)
+    # Sorted paths: cat/0..5 then dog/0..5; the 10th file (dog/3) tests.
+    assert list(test_labels) == [1] and list(train_labels) == [0] * 6 + [1] * 5
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "loose.png")
+    with pytest.raises(DatasetError, match="loose.png is not in a class subfolder"):
+        num_classes(folder)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("checkpoints") / "conditional"
+    return path, make_run(path, y_condition=True, weight_y=1.0)
+
+
+def test_conditional_log_prob_depends_on_the_label(conditional_run):
+    _, model = conditional_run
+    images, labels = data.take_examples(data.load_split(DIGITS, "test", labels=True), 64)
+    x = quantization.dequantize(images, 4, seed=0)
+    per_class = np.stack([to_numpy(model.log_prob(x, np.full(64, c))) for c in range(10)])
+    assert np.ptp(per_class, axis=0).min() > 0, "every image's log p(x|y) should vary with y"
+    # One epoch of training already prefers each image's own label on average.
+    own = per_class[labels, np.arange(64)]
+    assert own.mean() > per_class.mean()
+
+
+def test_sample_label_draws_one_class(conditional_run, tmp_path, monkeypatch):
+    _, model = conditional_run
+    three = to_numpy(model.sample(2, temperature=0.0, labels=3))
+    five = to_numpy(model.sample(2, temperature=0.0, labels=5))
+    assert np.abs(three - five).max() > 0
+    out = tmp_path / "three.png"
+    run_cli(sample, "--run_dir", str(conditional_run[0]), "--label", "3",
+            "--temp", "0", "--n", "4", "--out", str(out))
+    grid = read_png(out)
+    expected = to_numpy(quantization.to_uint8(three[:1], 4))[0, :, :, 0].repeat(4, 0).repeat(4, 1)
+    np.testing.assert_array_equal(grid[:32, :32], expected)
+    for mode in ("interpolate", "reconstruct"):  # test labels come with the test images
+        run_cli(sample, "--run_dir", str(conditional_run[0]), "--mode", mode,
+                "--n", "2", "--out", str(tmp_path / f"{mode}.png"))
+        assert (tmp_path / f"{mode}.png").exists()
+
+
+# ---- evaluation ----
+
+
+def test_evaluation_bits_per_dim_is_the_models_mean(tiny_run, monkeypatch, capsys):
+    path, model = tiny_run
+    images = data.take_images(data.load_split(DIGITS, "test"), 360)
+    import keras
+
+    generator = keras.random.SeedGenerator(7)
+    expected = np.concatenate([
+        to_numpy(model.bits_per_dim(images[i:i + 100], seed=generator)) for i in range(0, 360, 100)
+    ])
+    batches = evaluate.test_batches(DIGITS, 100, False)
+    scores = evaluation.per_image_bits_per_dim(model, batches, seed=7)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    mean, error = evaluation.mean_and_standard_error(scores)
+    assert mean == pytest.approx(expected.mean()) and error == pytest.approx(expected.std(ddof=1) / np.sqrt(360))
+    run_cli(evaluate, "--run_dir", str(path), "--batch_size", "100", "--eval_seed", "7")
+    assert f"Test bits/dim on digits (360 images): {mean:.4f} +- {error:.4f}" in capsys.readouterr().out
+
+
+def test_auroc_from_ranks():
+    assert evaluation.auroc([1, 2, 3], [4, 5]) == 1.0
+    assert evaluation.auroc([4, 5], [1, 2, 3]) == 0.0
+    assert evaluation.auroc([1, 1], [1, 1]) == 0.5
+    # P(positive > negative) + half the ties: pairs (p, n) over {0, 2} x {1, 2}.
+    assert evaluation.auroc([1, 2], [0, 2]) == pytest.approx((0 + 0 + 1 + 0.5) / 4)
+    rng = np.random.default_rng(0)
+    negatives, positives = rng.normal(size=300), rng.normal(0.5, size=200)
+    brute = np.mean((positives[:, None] > negatives[None]) + 0.5 * (positives[:, None] == negatives[None]))
+    assert evaluation.auroc(negatives, positives) == pytest.approx(brute)
+    with pytest.raises(ValueError, match="both sets"):
+        evaluation.auroc([], [1.0])
+
+
+def test_ood_report_on_two_small_datasets(tiny_run, tmp_path, monkeypatch, capsys):
+    path, model = tiny_run
+    out = tmp_path / "ood.png"
+    # Inverted digits (white background) are clearly different: bits/dim tells them apart.
+    run_cli(evaluate, "--run_dir", str(path), "--ood_dataset", "digits",
+            "--ood_transform", "invert", "--out", str(out))
+    printed = capsys.readouterr().out
+    assert printed.strip().endswith(str(out))
+    report = json.loads((tmp_path / "ood.json").read_text())
+    assert report["ood_dataset"] == "digits_invert" and report["in_bits_per_dim"]["n"] == 360
+    assert report["auroc"] > 0.9
+    assert f"AUROC of bits/dim as OOD score: {report['auroc']:.4f}" in printed
+    picture = read_png(out)
+    assert picture.ndim == 3 and picture.shape[-1] == 3 and picture.std() > 0
+    # The same images on both sides: no separation.
+    in_bpd, ood_bpd, area = evaluate.ood_report(model, DIGITS, DIGITS, "none", seed=3)
+    np.testing.assert_array_equal(in_bpd, ood_bpd)
+    assert area == 0.5
+    # Upside-down digits: same pixel values, other shapes; an AUROC in [0, 1].
+    _, _, area = evaluate.ood_report(model, DIGITS, DIGITS, "vflip", max_images=100)
+    assert 0.0 <= area <= 1.0
+
+
+def test_ood_report_of_a_conditional_model_sums_out_the_label(conditional_run):
+    _, model = conditional_run
+    images = data.take_images(data.load_split(DIGITS, "test"), 8)
+    import keras
+
+    # The same noise under every label: one int seed drawn from the generator.
+    got = evaluation._marginal_bits_per_dim(model, images, 10, keras.random.SeedGenerator(0))
+    seed = int(to_numpy(keras.random.randint((), 0, 2**31 - 1, seed=keras.random.SeedGenerator(0))))
+    per_class = np.stack([
+        to_numpy(model.bits_per_dim(images, np.full(8, c, np.int32), seed=seed)) for c in range(10)
+    ]).astype(np.float64)
+    expected = -np.log2(np.mean(np.exp2(-64 * (per_class - per_class.min(0))), axis=0)) / 64 + per_class.min(0)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert np.all(got >= per_class.min(0) - 1e-12) and np.all(got <= per_class.max(0) + 1e-12)
+
+
+def test_main_trains_a_conditional_model_on_labelled_batches(tmp_path):
+    from glow_tf.tf import training
+    from tests.tiny_runs import TINY
+
+    configs = configs_for("digits", **TINY, y_condition=True)
+    model, metrics = training.train_and_evaluate(*configs, tmp_path, verbose=0)
+    assert model.config.num_classes == 10 and metrics["finished"]
+    # The loss adds weight_y * cross-entropy (bits) to the bits/dim: at most
+    # 0.01 * log2(10) = 0.033 over the model's own test bits/dim of p(x | y).
+    batches = evaluate.test_batches(DIGITS, 360, True)
+    bpd = evaluation.per_image_bits_per_dim(model, batches, seed=0).mean()
+    assert bpd < metrics["test_bits_per_dim"] < bpd + 0.05
+    assert (tmp_path / "logs" / "glow").is_dir()

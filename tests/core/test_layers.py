@@ -1,0 +1,151 @@
+"""Every bijector through the shared check, plus what is particular to each."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from glow_tf.layers import (
+    ActNorm,
+    Coupling,
+    Invertible1x1Conv,
+    LearnedPrior,
+    Permute,
+    SplitPrior,
+    Squeeze,
+)
+from glow_tf.layers.networks import CouplingNetwork
+from tests.bijector_checks import check_bijector, to_numpy
+
+
+def batch(shape=(2, 4, 4, 4), seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        pytest.param(lambda: ActNorm(), id="actnorm"),
+        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=True, seed=1), id="invconv-lu"),
+        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=False, seed=1), id="invconv-plain"),
+        pytest.param(lambda: Permute("reverse"), id="permute-reverse"),
+        pytest.param(lambda: Permute("shuffle", seed=3), id="permute-shuffle"),
+        pytest.param(lambda: Coupling(8, affine=True), id="coupling-affine"),
+        pytest.param(lambda: Coupling(8, affine=False), id="coupling-additive"),
+        pytest.param(lambda: Squeeze(), id="squeeze"),
+        pytest.param(lambda: SplitPrior(), id="split-prior"),
+        pytest.param(lambda: LearnedPrior(), id="learned-prior"),
+    ],
+)
+def test_bijector_protocol(make_layer):
+    check_bijector(make_layer(), batch())
+
+
+def test_class_conditional_prior():
+    layer = LearnedPrior(num_classes=3)
+    x = batch((3, 2, 2, 4))
+    check_bijector(layer, x, labels=[0, 2, 1])
+    # The same z under different classes gets a different density.
+    _, logdet_0 = layer(x, labels=np.array([0, 0, 0]))
+    _, logdet_1 = layer(x, labels=np.array([1, 1, 1]))
+    assert not np.allclose(to_numpy(logdet_0), to_numpy(logdet_1))
+    with pytest.raises(ValueError, match="class-conditional \\(num_classes=3\\): pass labels"):
+        layer(x)
+    with pytest.raises(ValueError, match="unconditional prior"):
+        LearnedPrior()(x, labels=np.array([0, 0, 0]))
+
+
+def test_coupling_with_odd_channels():
+    check_bijector(Coupling(8), batch((2, 2, 2, 3)))
+
+
+def test_actnorm_data_init_standardises_per_channel():
+    x = batch((64, 4, 4, 3)) * np.array([0.1, 2.0, 5.0], np.float32) + 3.0
+    layer = ActNorm()
+    layer.build(x.shape)
+    assert to_numpy(layer.initialized) == 0.0
+    layer.data_init = True
+    y, _ = layer(x)
+    layer.data_init = False
+    y = to_numpy(y)
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    assert to_numpy(layer.initialized) == 1.0
+    # Once the flag is off, a new batch no longer moves the parameters.
+    before = to_numpy(layer.bias)
+    layer(x * 10.0)
+    np.testing.assert_array_equal(to_numpy(layer.bias), before)
+
+
+@pytest.mark.parametrize("lu_decomposed", [True, False])
+def test_invertible_conv_starts_as_a_rotation(lu_decomposed):
+    layer = Invertible1x1Conv(lu_decomposed=lu_decomposed, seed=0)
+    layer.build((1, 1, 1, 6))
+    w = to_numpy(layer.weight())
+    np.testing.assert_allclose(w @ w.T, np.eye(6), atol=1e-5)
+    _, logdet = layer(batch((1, 1, 1, 6)))
+    np.testing.assert_allclose(to_numpy(logdet), 0.0, atol=1e-5)
+
+
+def test_lu_logdet_is_sum_of_log_s():
+    layer = Invertible1x1Conv(seed=0)
+    layer.build((1, 3, 5, 4))
+    layer.log_s.assign(np.array([0.5, -0.2, 0.1, 0.3], np.float32))
+    _, logdet = layer(batch((1, 3, 5, 4)))
+    np.testing.assert_allclose(to_numpy(logdet), 15 * 0.7, rtol=1e-5)
+    w = to_numpy(layer.weight()).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.slogdet(w)[1], 0.7, rtol=1e-5)
+
+
+def test_couplings_start_with_zero_shift():
+    x = batch()
+    y, _ = Coupling(8, affine=False)(x)
+    np.testing.assert_allclose(to_numpy(y), x, atol=1e-6)
+    y, logdet = Coupling(8, affine=True)(x)
+    sigmoid_2 = 1.0 / (1.0 + np.exp(-2.0))
+    np.testing.assert_allclose(to_numpy(y)[..., 2:], x[..., 2:] * sigmoid_2, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(logdet), 4 * 4 * 2 * np.log(sigmoid_2), rtol=1e-5)
+
+
+def test_coupling_network_shapes():
+    net = CouplingNetwork(16, 6)
+    out = net(batch((2, 4, 4, 3)))
+    assert tuple(out.shape) == (2, 4, 4, 6)
+    np.testing.assert_array_equal(to_numpy(out), 0.0)  # zero-initialised last layer
+
+
+def test_squeeze_moves_each_2x2_patch_into_channels():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    y, _ = Squeeze()(x)
+    assert tuple(y.shape) == (1, 2, 2, 4)
+    np.testing.assert_array_equal(to_numpy(y)[0, 0, 0], [0, 1, 4, 5])
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (Squeeze(), (1, 3, 4, 1), "even height and width, got 3x4"),
+        (Coupling(4), (1, 2, 2, 1), "at least 2 channels, got 1"),
+        (SplitPrior(), (1, 2, 2, 1), "at least 2 channels, got 1"),
+    ],
+)
+def test_bad_shapes_are_named(layer, shape, message):
+    with pytest.raises(ValueError, match=message):
+        layer.build(shape)
+
+
+def test_permute_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode='flip'"):
+        Permute("flip")
+
+
+def test_split_prior_scores_factored_half_under_its_gaussian():
+    layer = SplitPrior()
+    x = batch((2, 2, 2, 4))
+    check_bijector(layer, x)  # randomises the prior network
+    h = to_numpy(layer.prior(x[..., :2]))
+    mean, log_scale = h[..., :2], h[..., 2:]
+    y, logdet = layer(x)
+    eps = to_numpy(layer.split(y)[1])
+    np.testing.assert_allclose(eps, (x[..., 2:] - mean) / np.exp(log_scale), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(logdet), -log_scale.sum(axis=(1, 2, 3)), rtol=1e-5)
+    assert to_numpy(ops.convert_to_tensor(logdet)).dtype == np.float32

@@ -1,0 +1,225 @@
+"""Speed and scale options: several devices, mixed precision, remat, XLA.
+
+These check that each option computes what the plain model computes; how
+fast or how small is the benchmark's business (python -m benchmarks.train_step).
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from glow_tf import Glow, precision
+from glow_tf.layers import Bijector
+from glow_tf.layers.networks import CouplingNetwork
+from glow_tf.tf import distribute
+from tests.bijector_checks import randomize_weights, to_numpy
+from tests.processes import run_module
+from tests.scale_helpers import TINY, dequantised, fixed_noise_glow_class, uint8_images
+
+BACKEND = keras.backend.backend()
+from_tensorflow_run = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="starts its own processes; run once, from the TensorFlow run",
+)
+
+
+# ---- several devices ----
+
+@from_tensorflow_run
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_devices_train_a_step_like_one(backend):
+    """MirroredStrategy (TensorFlow) or DataParallel (JAX) over two CPU devices:
+    the same loss and the same weights after one SGD step as one device."""
+    if backend == "jax":
+        pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
+    env = {"KERAS_BACKEND": backend,
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = json.loads(run_module("tests.scale_helpers", env=env).strip().splitlines()[-1])
+    assert out["backend"] == backend and out["replicas"] == 2, out
+    one, two = out["loss"]
+    np.testing.assert_allclose(two, one, rtol=1e-5)
+    assert out["initial_weights_max_diff"] == 0.0
+    # The step moved the weights far more than the two runs differ.
+    assert out["weights_max_change"] > 1e-3, out
+    assert out["weights_max_diff"] < 1e-6, out
+
+
+def test_distribution_names_are_checked():
+    with pytest.raises(ValueError, match="strategy='mirorred': expected one of none, mirrored"):
+        distribute.get_distribution("mirorred")
+    other = "data_parallel" if BACKEND == "tensorflow" else "mirrored"
+    with pytest.raises(ValueError, match=f"strategy='{other}' .* needs the"):
+        distribute.get_distribution(other)
+    single = distribute.get_distribution("none")
+    assert single.num_replicas == 1 and single.global_batch(64) == 64
+    with pytest.raises(ValueError, match="per_replica_batch=0"):
+        single.global_batch(0)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is TensorFlow's")
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG environment variable, which is not set"):
+        distribute.get_distribution("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{cluster")
+    with pytest.raises(ValueError, match=r"TF_CONFIG='\{cluster' is not valid JSON"):
+        distribute.get_distribution("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(ValueError, match="expected a JSON object with 'cluster' and 'task'"):
+        distribute.get_distribution("multi_worker")
+
+
+# ---- mixed precision ----
+
+@pytest.mark.parametrize("mode", ["bfloat16", "float16"])
+def test_mixed_precision_keeps_log_dets_in_float32(mode):
+    reference = Glow(TINY)
+    with precision.precision_scope(mode):
+        model = Glow(TINY)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    model.initialize(uint8_images(32))
+    randomize_weights(model, stddev=0.02)
+    reference.set_weights(model.get_weights())
+
+    # Only the coupling networks (and their sublayers) compute in the reduced type.
+    networks = {
+        id(sub)
+        for net in model._flatten_layers() if isinstance(net, CouplingNetwork)
+        for sub in net._flatten_layers()
+    }
+    assert networks
+    for layer in model._flatten_layers(include_self=False):
+        expected = mode if id(layer) in networks else "float32"
+        assert layer.compute_dtype == expected, (layer.name, layer.compute_dtype)
+        assert layer.variable_dtype == "float32", layer.name
+
+    # Every bijector's log-det, and each latent, comes out float32.
+    h = ops.convert_to_tensor(dequantised(uint8_images(4, seed=3)))
+    for layer in model.flow:
+        out, logdet = layer(h)
+        assert isinstance(layer, Bijector)
+        assert keras.backend.standardize_dtype(logdet.dtype) == "float32", layer.name
+        assert keras.backend.standardize_dtype(out.dtype) == "float32", layer.name
+        h = layer.split(out)[0] if hasattr(layer, "split") else out
+    network = next(l for l in model._flatten_layers() if isinstance(l, CouplingNetwork))
+    assert keras.backend.standardize_dtype(network(ops.ones((1, 2, 2, 4))).dtype) == mode
+
+    # The same density as float32, to the reduced type's precision.
+    images = uint8_images(4, seed=4)
+    np.testing.assert_allclose(
+        to_numpy(model.bits_per_dim(images, seed=5)),
+        to_numpy(reference.bits_per_dim(images, seed=5)), rtol=2e-2,
+    )
+
+    optimizer = precision.with_loss_scaling(keras.optimizers.Adam(1e-3), mode)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (mode == "float16")
+    model.compile(optimizer)
+    history = model.fit(uint8_images(16), batch_size=8, epochs=2, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)), history
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_precision_names_are_checked():
+    with pytest.raises(ValueError, match="precision='fp16': expected one of float32, bfloat16, float16"):
+        precision.set_precision("fp16")
+    optimizer = keras.optimizers.Adam()
+    assert precision.with_loss_scaling(optimizer, "bfloat16") is optimizer
+
+
+# ---- rematerialisation ----
+
+def loss_and_gradients(model, x):
+    """-mean log p(x) and its gradients, by the current backend's autodiff."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = -ops.mean(model.log_prob(x))
+        grads = tape.gradient(loss, model.trainable_variables)
+        return to_numpy(loss), [to_numpy(g) for g in grads]
+    if BACKEND == "jax":
+        import jax
+
+        def loss_fn(values):
+            mapping = list(zip(model.trainable_variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return -ops.mean(model.log_prob(x))
+
+        loss, grads = jax.value_and_grad(loss_fn)([v.value for v in model.trainable_variables])
+        return to_numpy(loss), [to_numpy(g) for g in grads]
+    raise NotImplementedError(f"No gradients for the {BACKEND!r} backend.")
+
+
+def test_remat_gives_the_same_gradients(monkeypatch, tmp_path):
+    plain = Glow(TINY)
+    plain.initialize(uint8_images(32))
+    randomize_weights(plain, stddev=0.02)
+    calls = []
+    real_remat = keras.remat
+
+    def counting_remat(fn):
+        calls.append(fn)
+        return real_remat(fn)
+
+    monkeypatch.setattr(keras, "remat", counting_remat)
+    remat = Glow(TINY, remat=True)
+    remat.initialize(uint8_images(32))  # an eager pass that assigns variables
+    assert remat.initialized and not calls
+    remat.compile(keras.optimizers.SGD(1e-3))
+    remat.fit(uint8_images(4), batch_size=4, verbose=0)  # a compiled step through keras.remat
+    assert calls
+    calls.clear()
+    # The same weights file: remat adds and renames nothing.
+    def paths(model):  # below the model's own (auto-numbered) name
+        return [v.path.split("/", 1)[1] for v in model.weights]
+
+    assert paths(remat) == paths(plain)
+    path = str(tmp_path / "plain.weights.h5")
+    plain.save_weights(path)
+    remat.load_weights(path)
+
+    x = dequantised(uint8_images(4, seed=6))
+    plain_loss, plain_grads = loss_and_gradients(plain, x)
+    remat_loss, remat_grads = loss_and_gradients(remat, x)
+    # Each coupling's network went through keras.remat, the plain model's never.
+    assert len(calls) == TINY.k_glow * TINY.l_glow, len(calls)
+    np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
+    assert len(remat_grads) == len(plain_grads)
+    assert any(np.abs(g).max() > 1e-3 for g in plain_grads)
+    for g_remat, g_plain in zip(remat_grads, plain_grads):
+        np.testing.assert_allclose(g_remat, g_plain, rtol=1e-4, atol=1e-6)
+    assert Glow.from_config(remat.get_config()).remat is True
+
+
+# ---- compiled steps ----
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"permutation": "conv", "coupling": "additive"}], ids=["lu-affine", "conv-additive"]
+)
+def test_jit_and_steps_per_execution_train_like_the_plain_step(fields):
+    """jit_compile=True (XLA on TensorFlow) with 2 steps per execution gives
+    the weights of plain one-step-per-call training."""
+    config = TINY.__class__(**{**TINY.to_dict(), **fields})
+    x = dequantised(uint8_images(16, seed=7))
+    weights = None
+    results = []
+    for jit, steps_per_execution in ((False if BACKEND == "tensorflow" else "auto", 1), (True, 2)):
+        model = fixed_noise_glow_class()(config)
+        model.initialize(uint8_images(32))
+        if weights is None:
+            randomize_weights(model, stddev=0.02)
+            weights = model.get_weights()
+        model.set_weights(weights)
+        model.compile(keras.optimizers.SGD(0.02), jit_compile=jit,
+                      steps_per_execution=steps_per_execution)
+        history = model.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        assert model.jit_compile == (jit is True or BACKEND == "jax")
+        results.append((history.history["loss"][0], model.get_weights()))
+    (loss_plain, w_plain), (loss_jit, w_jit) = results
+    np.testing.assert_allclose(loss_jit, loss_plain, rtol=1e-4)
+    assert max(np.abs(a - b).max() for a, b in zip(w_plain, weights)) > 1e-3
+    for a, b in zip(w_jit, w_plain):
+        np.testing.assert_allclose(a, b, atol=2e-5)
