@@ -21,6 +21,10 @@ OPTIMIZERS = ("adamax", "adam")
 TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
+ONEDNN_CHOICES = ("auto", "on", "off")
+# Coupling networks at most this wide train faster on a CPU without
+# TensorFlow's oneDNN kernels (docs/performance.md has the measurements).
+ONEDNN_MAX_NARROW_WIDTH = 64
 
 
 def setting(default, help, *, choices=None, flag=True):
@@ -235,6 +239,15 @@ class TrainingConfig(_Config):
         "Training steps per call of the compiled step: fewer Python round trips for small "
         "models.",
     )
+    onednn: str = setting(
+        "auto",
+        "TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS, set before TensorFlow "
+        f"starts): auto uses them unless the coupling networks are at most "
+        f"{ONEDNN_MAX_NARROW_WIDTH} channels wide, where their set-up cost per op outweighs "
+        "their speed (the digits preset trains faster without them; docs/performance.md). "
+        "No effect on JAX or on a GPU.",
+        choices=ONEDNN_CHOICES,
+    )
 
     def __post_init__(self):
         if self.clipnorm is None:  # config.json files that spelt "off" as null
@@ -262,6 +275,10 @@ class TrainingConfig(_Config):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
         precision_lib.from_mixed_precision(self.mixed_precision)
+        if self.onednn not in ONEDNN_CHOICES:
+            raise ValueError(
+                f"onednn={self.onednn!r}: expected one of {', '.join(ONEDNN_CHOICES)}."
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}."
@@ -271,3 +288,16 @@ class TrainingConfig(_Config):
     def precision(self):
         """The `glow_tf.precision` name of `mixed_precision`."""
         return precision_lib.from_mixed_precision(self.mixed_precision)
+
+
+def use_onednn(onednn, hidden_channels):
+    """Whether TensorFlow should use its oneDNN CPU kernels for a model of this width.
+
+    `onednn` is TrainingConfig.onednn: "on", "off", or "auto" (on for coupling
+    networks wider than ONEDNN_MAX_NARROW_WIDTH channels).
+    """
+    if onednn not in ONEDNN_CHOICES:
+        raise ValueError(f"onednn={onednn!r}: expected one of {', '.join(ONEDNN_CHOICES)}.")
+    if onednn == "auto":
+        return hidden_channels > ONEDNN_MAX_NARROW_WIDTH
+    return onednn == "on"

@@ -6,9 +6,12 @@ flags, which describe a lone weights file that has no config.json beside
 it. `glow_tf.runs.load_model` does the loading.
 """
 
+import os
+
 from absl import flags
 
 import common_definitions as defs
+from glow_tf.cli import runtime
 from glow_tf.cli import settings as settings_lib
 from glow_tf.runs import folder
 
@@ -35,6 +38,40 @@ def define_model_flags(flag_values):
         flag_values=flag_values,
     )
     settings_lib.define_flags(flag_values, settings_lib.ARCHITECTURE)
+    runtime.define_flags(flag_values)
+
+
+def _run_dir(flag_values):
+    """--run_dir; without it and --weights, the newest run under checkpoints/ (or None)."""
+    from glow_tf.runs import newest_run
+
+    if flag_values.run_dir is None and flag_values.weights is None:
+        return newest_run(defs.CHECKPOINT_ROOT)
+    return flag_values.run_dir
+
+
+def prepare_runtime(flag_values):
+    """Chooses the backend and TensorFlow's CPU kernels (glow_tf.cli.runtime) for the model.
+
+    The run's config.json gives the model's width and its training's oneDNN
+    setting; a lone weights file, the architecture flags. Call it before
+    anything imports Keras. A config.json that cannot be read is left to
+    `load_model` to report.
+    """
+    hidden_channels, onednn = flag_values.hidden_channels, "auto"
+    config_dir = _run_dir(flag_values)
+    if flag_values.weights is not None:
+        beside = os.path.dirname(os.path.abspath(flag_values.weights))
+        if os.path.isfile(os.path.join(beside, folder.CONFIG)):
+            config_dir = beside
+    if config_dir is not None:
+        try:
+            config = folder.RunDir(config_dir).read_config()
+            hidden_channels = config["model"]["hidden_channels"]
+            onednn = config.get("training", {}).get("onednn", "auto")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    runtime.prepare(flag_values.backend, onednn, hidden_channels)
 
 
 def load_model(flag_values):
@@ -44,16 +81,14 @@ def load_model(flag_values):
     user's errors.
     """
     from glow_tf.datasets import DataConfig
-    from glow_tf.runs import load_model, newest_run
+    from glow_tf.runs import load_model
 
-    run_dir, weights = flag_values.run_dir, flag_values.weights
+    run_dir, weights = _run_dir(flag_values), flag_values.weights
     if run_dir is None and weights is None:
-        run_dir = newest_run(defs.CHECKPOINT_ROOT)
-        if run_dir is None:
-            raise ValueError(
-                f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
-                "weights): train one with main.py, or pass --run_dir or --weights."
-            )
+        raise ValueError(
+            f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
+            "weights): train one with main.py, or pass --run_dir or --weights."
+        )
     given = settings_lib.explicit(flag_values, settings_lib.ARCHITECTURE)
     flagged = settings_lib.configs_from(settings_lib.settings_from_flags(
         flag_values, settings_lib.ARCHITECTURE

@@ -130,6 +130,7 @@ def main(argv, flag_values=FLAGS):
 
     try:
         check_options(flag_values)
+        model_flags.prepare_runtime(flag_values)  # before Keras starts
         model, data_config, _ = model_flags.load_model(flag_values)
         n = flag_values.n or defs.SAMPLE_N[flag_values.mode]
         image = picture(model, data_config, flag_values.mode, n, flag_values.temp,

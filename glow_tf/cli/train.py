@@ -12,6 +12,7 @@ command line beats both. The run lives in checkpoints/<dataset> unless
 from absl import app, flags
 
 from glow_tf import cli
+from glow_tf.cli import runtime
 from glow_tf.cli import settings as settings_lib
 
 FLAGS = flags.FLAGS
@@ -19,6 +20,7 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values=FLAGS):
     settings_lib.define_flags(flag_values)
+    runtime.define_flags(flag_values)
 
 
 def main(argv, flag_values=FLAGS):
@@ -28,6 +30,9 @@ def main(argv, flag_values=FLAGS):
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)
+        # Before anything imports Keras or TensorFlow.
+        runtime.prepare(flag_values.backend, configs.training.onednn,
+                        configs.model.hidden_channels)
     except ValueError as error:
         cli.fail(program, error)
 
