@@ -21,10 +21,10 @@ OPTIMIZERS = ("adamax", "adam")
 TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
-ONEDNN_CHOICES = ("auto", "on", "off")
-# Coupling networks at most this wide train faster on a CPU without
-# TensorFlow's oneDNN kernels (docs/performance.md has the measurements).
-ONEDNN_MAX_NARROW_WIDTH = 64
+THREADS_PER_OP = ("auto", "one", "all")
+# Coupling networks at most this wide make ops too small to split over a
+# CPU's cores: one thread per op is faster (docs/performance.md).
+NARROW_WIDTH = 64
 
 
 def setting(default, help, *, choices=None, flag=True):
@@ -239,14 +239,13 @@ class TrainingConfig(_Config):
         "Training steps per call of the compiled step: fewer Python round trips for small "
         "models.",
     )
-    onednn: str = setting(
+    threads_per_op: str = setting(
         "auto",
-        "TensorFlow's oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS, set before TensorFlow "
-        f"starts): auto uses them unless the coupling networks are at most "
-        f"{ONEDNN_MAX_NARROW_WIDTH} channels wide, where their set-up cost per op outweighs "
-        "their speed (the digits preset trains faster without them; docs/performance.md). "
-        "No effect on JAX or on a GPU.",
-        choices=ONEDNN_CHOICES,
+        "TensorFlow CPU threads per op: one (several ops run side by side instead), all "
+        "(TensorFlow's default: each op split over every core), or auto: one when the "
+        f"coupling networks are at most {NARROW_WIDTH} channels wide, whose ops are too "
+        "small to split (docs/performance.md). No effect on JAX or on a GPU.",
+        choices=THREADS_PER_OP,
     )
 
     def __post_init__(self):
@@ -275,9 +274,10 @@ class TrainingConfig(_Config):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
         precision_lib.from_mixed_precision(self.mixed_precision)
-        if self.onednn not in ONEDNN_CHOICES:
+        if self.threads_per_op not in THREADS_PER_OP:
             raise ValueError(
-                f"onednn={self.onednn!r}: expected one of {', '.join(ONEDNN_CHOICES)}."
+                f"threads_per_op={self.threads_per_op!r}: expected one of "
+                f"{', '.join(THREADS_PER_OP)}."
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(
@@ -290,14 +290,16 @@ class TrainingConfig(_Config):
         return precision_lib.from_mixed_precision(self.mixed_precision)
 
 
-def use_onednn(onednn, hidden_channels):
-    """Whether TensorFlow should use its oneDNN CPU kernels for a model of this width.
+def one_thread_per_op(threads_per_op, hidden_channels):
+    """Whether TensorFlow should run each CPU op on one thread, for a model of this width.
 
-    `onednn` is TrainingConfig.onednn: "on", "off", or "auto" (on for coupling
-    networks wider than ONEDNN_MAX_NARROW_WIDTH channels).
+    `threads_per_op` is TrainingConfig.threads_per_op: "one", "all", or
+    "auto" (one for coupling networks at most NARROW_WIDTH channels wide).
     """
-    if onednn not in ONEDNN_CHOICES:
-        raise ValueError(f"onednn={onednn!r}: expected one of {', '.join(ONEDNN_CHOICES)}.")
-    if onednn == "auto":
-        return hidden_channels > ONEDNN_MAX_NARROW_WIDTH
-    return onednn == "on"
+    if threads_per_op not in THREADS_PER_OP:
+        raise ValueError(
+            f"threads_per_op={threads_per_op!r}: expected one of {', '.join(THREADS_PER_OP)}."
+        )
+    if threads_per_op == "auto":
+        return hidden_channels <= NARROW_WIDTH
+    return threads_per_op == "one"

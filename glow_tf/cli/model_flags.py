@@ -51,14 +51,14 @@ def _run_dir(flag_values):
 
 
 def prepare_runtime(flag_values):
-    """Chooses the backend and TensorFlow's CPU kernels (glow_tf.cli.runtime) for the model.
+    """Chooses the backend and TensorFlow's CPU runtime (glow_tf.cli.runtime) for the model.
 
-    The run's config.json gives the model's width and its training's oneDNN
-    setting; a lone weights file, the architecture flags. Call it before
-    anything imports Keras. A config.json that cannot be read is left to
-    `load_model` to report.
+    The run's config.json gives the model's width and its training's
+    threads_per_op; a lone weights file, the architecture flags. Call it before
+    anything imports Keras; it starts Keras. A config.json that cannot be
+    read is left to `load_model` to report.
     """
-    hidden_channels, onednn = flag_values.hidden_channels, "auto"
+    hidden_channels, threads_per_op = flag_values.hidden_channels, "auto"
     config_dir = _run_dir(flag_values)
     if flag_values.weights is not None:
         beside = os.path.dirname(os.path.abspath(flag_values.weights))
@@ -68,10 +68,11 @@ def prepare_runtime(flag_values):
         try:
             config = folder.RunDir(config_dir).read_config()
             hidden_channels = config["model"]["hidden_channels"]
-            onednn = config.get("training", {}).get("onednn", "auto")
+            threads_per_op = config.get("training", {}).get("threads_per_op", "auto")
         except (OSError, ValueError, KeyError, TypeError):
             pass
-    runtime.prepare(flag_values.backend, onednn, hidden_channels)
+    runtime.prepare(flag_values.backend)
+    runtime.tune_tensorflow(threads_per_op, hidden_channels)
 
 
 def load_model(flag_values):

@@ -30,11 +30,10 @@ def main(argv, flag_values=FLAGS):
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)
-        # Before anything imports Keras or TensorFlow.
-        runtime.prepare(flag_values.backend, configs.training.onednn,
-                        configs.model.hidden_channels)
+        runtime.prepare(flag_values.backend)  # before anything imports Keras
     except ValueError as error:
         cli.fail(program, error)
+    runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
     from glow_tf.datasets import DatasetError
     from glow_tf.runs import RunDirError
