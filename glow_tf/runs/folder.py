@@ -5,7 +5,8 @@
       newest.weights.h5     weights after the latest epoch (Keras' format; written
                             when training ends, and meanwhile every minute or so)
       best.weights.h5       weights of the epoch with the lowest test bits/dim (same)
-      metrics.json          per-epoch progress; the final test bits/dim once finished
+      metrics.json          per-epoch progress (and the Keras backend of the latest
+                            epoch); the final test bits/dim once finished
       backup/state.npz      the state a resumed run starts from: weights, optimizer,
                             step count (glow_tf.runs.state), after every epoch and
                             every --backup_every steps

@@ -157,6 +157,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 "test_bits_per_dim": _float(test),
                 "best_test_bits_per_dim": _float(self.best),
                 "best_epoch": self.best_epoch,
+                "backend": keras.backend.backend(),
                 "finished": False,
             }
         )

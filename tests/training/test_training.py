@@ -18,6 +18,7 @@ from glow_tf.tf import pipelines as data  # noqa: E402
 from glow_tf.tf import callbacks, training  # noqa: E402
 from glow_tf.tf.schedules import LinearWarmup  # noqa: E402
 from tests.bijector_checks import randomize_weights, to_numpy  # noqa: E402
+from tests.events import read_events  # noqa: E402
 
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch.
 TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
@@ -26,24 +27,6 @@ TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_eve
 
 def tiny_configs(**changes):
     return configs_for("digits", **{**TINY, **changes})
-
-
-def read_events(folder):
-    """{tag: [(step, value)]} of every event file under folder; images as uint8 arrays."""
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            if not name.startswith("events.out.tfevents"):
-                continue
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
-                for value in event.summary.value:
-                    tensor = tf.make_ndarray(value.tensor)
-                    if value.metadata.plugin_data.plugin_name == "images":
-                        # [width, height, PNG...]
-                        tensor = tf.io.decode_png(tensor[2]).numpy()
-                    tag = f"{os.path.relpath(root, folder)}/{value.tag}"
-                    found.setdefault(tag, []).append((event.step, tensor))
-    return found
 
 
 @pytest.fixture(scope="module")
