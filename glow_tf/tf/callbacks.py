@@ -88,8 +88,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             KERAS_WEIGHTS_EVERY if keras_weights_every is None else keras_weights_every)
         # The step count of the newest backup on disk (0: none yet).
         self.backup_step = 0
-        self._step = 0
-        self._epoch = 0
+        self._step = self._epoch = 0
+        self._steps_per_call = 1
         self._ending_epoch_early = False
         previous = run.read_metrics() if resume else {}
         self.best = previous.get("best_test_bits_per_dim", math.inf)
@@ -114,6 +114,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.best_epoch is not None and os.path.exists(self.run.backup(BEST_STATE)):
             self._best_values = state.read(self.run.backup(BEST_STATE))[1]
         self._step = self.backup_step = _step(model)
+        self._steps_per_call = getattr(model, "steps_per_execution", 1) or 1
         self._epoch = self._step // self.steps_per_epoch
         model._initial_epoch = self._epoch
 
@@ -123,7 +124,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
+        if self._steps_per_call == 1:
+            self._step += 1
+        else:
+            # Keras calls this once per call of several steps, the last of
+            # which may have run fewer: the optimizer counts them.
+            self._step = _step(self.model)
         epoch_end_step = (self._epoch + 1) * self.steps_per_epoch
         if (self._step - self.backup_step >= self.backup_every and self._step < epoch_end_step
                 and _finite((logs or {}).get("loss"))):

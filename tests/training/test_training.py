@@ -338,3 +338,15 @@ def test_the_cli_reports_a_run_folder_mismatch(finished_run, capsys):
         train.main(["main.py"], values)
     assert exit_info.value.code == 1
     assert "model.k_glow: 1 in the run folder, 2 now" in capsys.readouterr().err
+
+
+def test_backups_count_steps_when_a_call_runs_several(tmp_path, monkeypatch):
+    steps = []
+    write_state = state.write
+    monkeypatch.setattr(state, "write", lambda path, model, values, step, *args, **kwargs: (
+        steps.append((os.path.basename(path), step)) or write_state(path, model, values, step, *args, **kwargs)))
+    # Keras calls the callbacks once per call of 4 steps: after steps 4, 8, ...
+    _, metrics = training.train_and_evaluate(
+        *tiny_configs(epochs=1, backup_every=5, steps_per_execution=4), tmp_path, verbose=0)
+    assert metrics["steps"] == 22
+    assert [step for name, step in steps if name == "state.npz"] == [8, 16, 22]
