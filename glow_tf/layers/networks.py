@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from glow_tf.layers.actnorm import ActNorm
+from glow_tf.layers.base import matmul_channels
 
 # Images of at most this many pixels (4x4: the upper levels of a small
 # Glow) are convolved as one matmul (`conv_same`).
@@ -120,7 +121,7 @@ class CouplingNetwork(keras.layers.Layer):
         # The 1x1 convolution as what it is, a matmul over the channels at
         # every pixel: on the few pixels of Glow's upper levels TensorFlow's
         # convolution kernels cost several times more, forward and backward.
-        h, _ = self.actnorm_hidden(ops.matmul(h, self.conv_hidden.kernel[0, 0]))
+        h, _ = self.actnorm_hidden(matmul_channels(h, self.conv_hidden.kernel[0, 0]))
         h = ops.relu(h)
         return self.conv_out(h)
 
