@@ -121,7 +121,8 @@ class CouplingNetwork(keras.layers.Layer):
         # The 1x1 convolution as what it is, a matmul over the channels at
         # every pixel: on the few pixels of Glow's upper levels TensorFlow's
         # convolution kernels cost several times more, forward and backward.
-        h, _ = self.actnorm_hidden(matmul_channels(h, self.conv_hidden.kernel[0, 0]))
+        kernel = ops.reshape(self.conv_hidden.kernel, (self.hidden_channels, self.hidden_channels))
+        h, _ = self.actnorm_hidden(matmul_channels(h, kernel))
         h = ops.relu(h)
         return self.conv_out(h)
 
