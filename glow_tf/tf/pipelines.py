@@ -48,7 +48,7 @@ def load_split(config, split, labels=False):
         examples = _tfds(source, config, split)
 
     def prepare(image, label):
-        image = _prepare(image, source, config)
+        image = prepare_image(image, source, config)
         return {"images": image, "labels": tf.cast(label, tf.int32)} if labels else image
 
     return examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -170,7 +170,8 @@ def _folder(config, split):
 # ---- one image to the asked size, channels and depth ----
 
 
-def _prepare(image, source, config):
+def prepare_image(image, source, config):
+    """One decoded image at the config's size and channels, reduced to its n_bits (uint8)."""
     if source.center_crop:
         image = tf.image.resize_with_crop_or_pad(image, source.center_crop, source.center_crop)
     image = _to_channels(image, config.channel_size)
