@@ -80,7 +80,8 @@ class Glow(keras.Model):
         self.remat = bool(remat)
         self.flow = _make_flow(config, self.remat)
         self.top_prior = LearnedPrior(
-            num_classes=config.num_classes, dtype=FLOW_DTYPE, name="top_prior"
+            num_classes=config.num_classes, log_scale_factor=config.log_scale_factor,
+            dtype=FLOW_DTYPE, name="top_prior",
         )
         if config.num_classes:
             # Zero-initialised, so the classifier starts at the uniform guess.
@@ -356,11 +357,13 @@ def _make_flow(config, remat=False):
         for step in range(config.k_glow):
             name = f"{level}_{step}"
             flow += [
-                ActNorm(dtype=FLOW_DTYPE, name=f"actnorm_{name}"),
+                ActNorm(log_scale_factor=config.log_scale_factor, dtype=FLOW_DTYPE,
+                        name=f"actnorm_{name}"),
                 _make_permutation(config.permutation, seed_for(level, step, 0), name),
                 Coupling(
                     config.hidden_channels, affine=config.coupling == "affine",
-                    remat=remat, seed=seed_for(level, step, 1), dtype=FLOW_DTYPE,
+                    remat=remat, seed=seed_for(level, step, 1),
+                    log_scale_factor=config.log_scale_factor, dtype=FLOW_DTYPE,
                     name=f"coupling_{name}",
                 ),
             ]

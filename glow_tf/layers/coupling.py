@@ -30,11 +30,12 @@ class Coupling(Bijector):
             function, gradients and weights; less memory, about one more
             forward pass of NN per step.
         seed: seed of NN's random kernels; None for random ones.
+        log_scale_factor: of NN's ActNorms (see ActNorm).
     """
 
     def __init__(
         self, hidden_channels=512, affine=True, network_dtype=None, remat=False, seed=None,
-        **kwargs
+        log_scale_factor=1.0, **kwargs
     ):
         super().__init__(**kwargs)
         self.hidden_channels = hidden_channels
@@ -42,6 +43,7 @@ class Coupling(Bijector):
         self.network_dtype = network_dtype
         self.remat = remat
         self.seed = seed
+        self.log_scale_factor = log_scale_factor
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -54,7 +56,8 @@ class Coupling(Bijector):
         self.network = CouplingNetwork(
             self.hidden_channels,
             2 * self.channels_b if self.affine else self.channels_b,
-            seed=self.seed, dtype=self.network_dtype, name="network",
+            seed=self.seed, log_scale_factor=self.log_scale_factor,
+            dtype=self.network_dtype, name="network",
         )
         self.network.build((*input_shape[:-1], self.channels_a))
 
@@ -102,4 +105,5 @@ class Coupling(Bijector):
             "network_dtype": self.network_dtype,
             "remat": self.remat,
             "seed": self.seed,
+            "log_scale_factor": self.log_scale_factor,
         }
