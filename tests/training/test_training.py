@@ -134,7 +134,7 @@ def test_other_hyperparameters_in_the_same_folder_are_refused(finished_run):
 
 
 class Interrupt(keras.callbacks.Callback):
-    """Stands for a crash: raises after `at_step` training steps of this session."""
+    """Stands for a crash: raises after `at_step` training steps of this fit() call."""
 
     def __init__(self, at_step):
         super().__init__()
@@ -146,7 +146,7 @@ class Interrupt(keras.callbacks.Callback):
 
 
 class Record(keras.callbacks.Callback):
-    """Notes the step and epoch a session starts from (after BackupAndRestore)."""
+    """Notes the step and epoch a fit() call starts from (after BackupAndRestore)."""
 
     def on_train_begin(self, logs=None):
         self.start_step = int(self.model.optimizer.iterations.numpy())
