@@ -61,7 +61,7 @@ def test_run_folder_holds_everything(finished_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["k_glow"] == 1 and config["model"]["image_shape"] == [8, 8, 1]
     assert config["data"] == {"dataset": "digits", "img_size": 8, "channel_size": 1,
-                              "n_bits": 4, "data_dir": None}
+                              "n_bits": 4, "data_dir": None, "augment": False}
     assert config["training"]["epochs"] == 2
     stored = json.loads((run_dir / "metrics.json").read_text())
     assert stored == metrics
