@@ -5,8 +5,8 @@
 NHWC x (C, C) as `tf.matmul` of the 4-D tensor (a broadcast batched matmul,
 what `keras.ops.matmul` runs), against one 2-D matmul over (N*H*W, C), at
 the shapes of a 32x32x3, L=3 Glow at batch 16. Prints microseconds per call
-of a `tf.function`, three repeats of 200 calls each. BENCHMARKS.md says why
-the faster form was not kept.
+of a `tf.function`, three repeats of 200 calls each. docs/performance.md
+says why the model keeps the batched form.
 """
 
 import time

@@ -3,7 +3,7 @@
     python -m benchmarks.profile_fit --epochs 4
 
 Trains the digits preset (or --dataset's) into a scratch run folder through
-`glow_tf.training.train_and_evaluate`, exactly as main.py does, with every
+`glow_tf.tf.training.train_and_evaluate`, exactly as main.py does, with every
 callback hook and checkpoint write wrapped in a timer. Prints, per epoch,
 the wall time and the seconds spent in each part; what is left over is the
 training steps themselves and Keras' own bookkeeping. The first epoch also

@@ -1,11 +1,12 @@
-"""The trained model that sample.py and evaluate.py work on, from --run_dir / --weights.
+"""The trained model that sample.py, evaluate.py and export.py work on, from --run_dir / --weights.
 
-Both tools take --run_dir (default: the newest run under checkpoints/),
+The tools take --run_dir (default: the newest run under checkpoints/),
 --weights (one file), --which (newest or best) and main.py's architecture
 flags, which describe a lone weights file that has no config.json beside
 it. `glow_tf.runs.load_model` does the loading.
 """
 
+import collections
 import os
 
 from absl import flags
@@ -75,8 +76,13 @@ def prepare_runtime(flag_values):
     runtime.tune_tensorflow(threads_per_op, hidden_channels)
 
 
+Trained = collections.namedtuple("Trained", "model data run_dir weights")
+Trained.__doc__ = """The model a tool works on: the Glow with its weights, the DataConfig of
+its dataset, its run folder (None for a lone weights file) and the weights file."""
+
+
 def load_model(flag_values):
-    """(Glow with its weights, DataConfig of its dataset, run folder or None).
+    """The `Trained` model that the flags name.
 
     Raises ValueError (RunDirError, WeightsError, DatasetError) for the
     user's errors.
@@ -97,12 +103,12 @@ def load_model(flag_values):
     loaded = load_model(run_dir, weights=weights, which=flag_values.which,
                         model_config=flagged.model)
     if loaded.config is None:  # a lone weights file: the flags gave the architecture
-        return loaded.model, flagged.data, run_dir
+        return Trained(loaded.model, flagged.data, run_dir, loaded.weights)
     _check_flags_agree(given, loaded.config, loaded.config_path)
     data = dict(loaded.config["data"])
     if "data_dir" in given:
         data["data_dir"] = given["data_dir"]
-    return loaded.model, DataConfig(**data), run_dir
+    return Trained(loaded.model, DataConfig(**data), run_dir, loaded.weights)
 
 
 def _check_flags_agree(given, run_config, config_path):

@@ -13,20 +13,29 @@ TOOLS = (
     ("train", "main.py", "glow-train"),
     ("sample", "sample.py", "glow-sample"),
     ("evaluate", "evaluate.py", "glow-evaluate"),
+    ("export", "export.py", "glow-export"),
 )
 
 INTRO = """\
 # Command-line reference
 
-Made by `python -m glow_tf.cli.reference` from the flags themselves (a test
-checks that this page is current). Each tool runs as `python <script>` from
-the repository, or as its command after `pip install .`.
+Every flag of the three tools, with its default and the presets that change
+it. Each tool runs as `python <script>` from the repository, or as its
+command after `pip install .`; `--help` lists the same flags. What the tools
+do is explained in [training.md](training.md) and
+[sampling-and-evaluation.md](sampling-and-evaluation.md).
 
 A setting's value is, in order: its default (the field of `GlowConfig`,
 `TrainingConfig` or `DataConfig` that the flag sets), the dataset's preset
 (`common_definitions.PRESETS`), and the flag given on the command line, even
 one that repeats the default. `--img_size`, `--channel_size` and `--n_bits`
 default to the dataset's own. Boolean flags take `--jit` / `--nojit`.
+
+This page is made from the flags by `python -m glow_tf.cli.reference >
+docs/cli.md` (a test checks that it is current). A setting's help text
+lives in the config field it sets (`glow_tf/config.py`,
+`glow_tf/datasets.py`); the help of a tool's own flags, in its module
+under `glow_tf/cli/`.
 """
 
 

@@ -229,9 +229,10 @@ def test_tfp_assert_bijective_and_finite(model):
 
     TFP 0.25's wheel leaves out `bijector_test_util`; TensorFlow still ships
     its TF1 ancestor, whose `assert_bijective_and_finite` is the same check
-    with one `event_ndims` for both sides and a session. So the Glow gets a
-    reshape to a flat image (log-det 0), making it R^D -> R^D with
-    event_ndims 1 on both sides, and an eager stand-in for the session.
+    with one `event_ndims` for both sides and a TF1 `sess` to evaluate
+    tensors. So the Glow gets a reshape to a flat image (log-det 0), making
+    it R^D -> R^D with event_ndims 1 on both sides, and `sess` an eager
+    stand-in.
     (`assert_scalar_congruency` is for scalar bijectors of the real line and
     does not apply.)
     """
@@ -346,7 +347,7 @@ def test_as_the_prior_of_a_joint_distribution(model):
     np.testing.assert_allclose(log_prob, by_hand, rtol=1e-5, atol=1e-3)
 
 
-# ---- the backend guard and the README ----
+# ---- the backend guard and the example in docs/tfp.md ----
 
 
 def test_other_backends_get_a_clear_error_and_glow_tf_stays_tensorflow_free():
@@ -371,9 +372,9 @@ def test_other_backends_get_a_clear_error_and_glow_tf_stays_tensorflow_free():
     assert "the active Keras backend is 'numpy'" in result.stdout
 
 
-def test_readme_example_runs_as_written():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### TensorFlow Probability", 1)[1]
+def test_docs_example_runs_as_written():
+    page = (ROOT / "docs" / "tfp.md").read_text()
+    section = page.split("## Example", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "glow_tf.tf.tfp" in example
     result = subprocess.run(

@@ -347,7 +347,7 @@ def test_sigkill_at_random_points_then_the_run_resumes_and_completes(tmp_path):
                                        stdout=subprocess.DEVNULL, stderr=stderr)
             # Stepping has begun once this process wrote a backup. The time
             # to the next one (2 steps) scales the delay to this machine, so
-            # that no session gets near the end of the run.
+            # that no process gets near the end of the run.
             mtime = wait_for_backup(process, metadata, metadata.stat().st_mtime_ns
                                     if metadata.exists() else 0, log)
             started = time.monotonic()

@@ -45,7 +45,7 @@ def test_run_folder_holds_everything(finished_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["k_glow"] == 1 and config["model"]["image_shape"] == [8, 8, 1]
     assert config["data"] == {"dataset": "digits", "img_size": 8, "channel_size": 1,
-                              "n_bits": 4, "data_dir": None}
+                              "n_bits": 4, "data_dir": None, "augment": False}
     assert config["training"]["epochs"] == 2
     stored = json.loads((run_dir / "metrics.json").read_text())
     assert stored == metrics
@@ -132,7 +132,7 @@ def test_other_hyperparameters_in_the_same_folder_are_refused(finished_run):
 
 
 class Interrupt(keras.callbacks.Callback):
-    """Stands for a crash: raises after `at_step` training steps of this session."""
+    """Stands for a crash: raises after `at_step` training steps of this fit() call."""
 
     def __init__(self, at_step):
         super().__init__()
@@ -144,7 +144,7 @@ class Interrupt(keras.callbacks.Callback):
 
 
 class Record(keras.callbacks.Callback):
-    """Notes the step and epoch a session starts from (after BackupAndRestore)."""
+    """Notes the step and epoch a fit() call starts from (after BackupAndRestore)."""
 
     def on_train_begin(self, logs=None):
         self.start_step = int(self.model.optimizer.iterations.numpy())
