@@ -23,7 +23,7 @@ JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
 THREADS_PER_OP = ("auto", "one", "all")
 # Coupling networks at most this wide make ops too small to split over a
-# CPU's cores: one thread per op is faster (docs/performance.md).
+# CPU's cores: one thread per op costs less CPU time (docs/performance.md).
 NARROW_WIDTH = 64
 
 

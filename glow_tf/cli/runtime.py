@@ -57,17 +57,15 @@ def tune_tensorflow(threads_per_op="auto", hidden_channels=None):
 
     - Threads per op (TrainingConfig.threads_per_op): TensorFlow splits every
       CPU op over all cores. The ops of a narrow Glow are too small for
-      that: at the digits preset (width 16) one thread per op, with ops
-      running side by side on TensorFlow's inter-op threads, made a
-      training step 1.3x faster, and it took away the slowness of
-      TensorFlow's oneDNN kernels there (docs/performance.md).
+      that: at the digits preset (width 16) most of a step's 18,000 ops run
+      for a few microseconds, and one thread per op, with ops running side
+      by side on TensorFlow's inter-op threads, took less host CPU time per
+      step than splitting each op (docs/performance.md).
     - Grappler, TensorFlow's graph optimiser, is turned off when there is
-      no GPU. On a CPU its rewrites did not speed up a training step of
-      Glow (within 3% at the digits preset, none at 32x32x3 and width 128),
-      but optimising the step's graph of some 20,000 nodes took 7 to 9 s,
-      and each compiled encode and decode 1 to 2 s more: a third of the
-      digits run's warm-up. With a GPU its layout and fusion rewrites
-      matter, and it stays on.
+      no GPU. On a CPU its rewrites did not measurably speed up a training
+      step of Glow, but optimising the step's graph of some 23,000 nodes
+      lengthened the warm-up (docs/performance.md). With a GPU its layout
+      and fusion rewrites matter, and it stays on.
 
     Both are process-wide settings of TensorFlow's: for the command-line
     tools and benchmarks, not the library. Threads can only be set before

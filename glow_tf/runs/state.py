@@ -6,7 +6,7 @@ its optimizer's slots (most of it Python), more on a loaded machine. A run
 backs up several times an epoch, so its backup is one uncompressed `.npz`
 instead: the values of the model's variables and of the optimizer's, in
 their order, with each one's path and shape to check against, and the
-step count. Writing it takes a few hundredths of a second. NumPy only, so
+step count. Writing it takes under a tenth of a second (docs/performance.md). NumPy only, so
 a state written on one Keras backend restores on the other.
 
 The run's newest and best weights stay Keras `.weights.h5` files
