@@ -168,9 +168,9 @@ class Glow(keras.Model):
         """Bits/dim of uint8 images (N, H, W, C): the discrete NLL, shape (N,).
 
         Each call draws fresh dequantisation noise (from `seed`, an int, or
-        the model's own generator when None). Raises ValueError on values
-        that are not those of uint8 images (NaN, inf, outside 0..255, not
-        whole), checked on concrete inputs only (see glow_tf.checks).
+        the model's own generator when None). Raises ValueError for images
+        of a non-integer dtype, and for integer values outside 0..255
+        (checked on concrete inputs only, see glow_tf.checks).
         """
         self._check_image_shape(images, "images")
         checks.check_images(images, "images", "bits_per_dim")
@@ -178,6 +178,7 @@ class Glow(keras.Model):
 
     def _bits_per_dim(self, images, labels, seed):
         self._check_image_shape(images, "images")
+        checks.check_image_dtype(images, "images", "Glow")
         x = quantization.dequantize(
             images, self.config.n_bits, seed=self.seed_generator if seed is None else seed
         )
@@ -287,7 +288,8 @@ class Glow(keras.Model):
             if isinstance(layer, ActNorm)
         )
 
-    def fit(self, *args, **kwargs):
+    def fit(self, x=None, *args, **kwargs):
+        _check_input_dtype(x, "fit")
         if not self.initialized:
             warnings.warn(
                 "Glow.fit() on a model whose ActNorm layers were never "
@@ -295,7 +297,11 @@ class Glow(keras.Model):
                 "training images first (or load weights that were).",
                 stacklevel=2,
             )
-        return super().fit(*args, **kwargs)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        _check_input_dtype(x, "evaluate")
+        return super().evaluate(x, *args, **kwargs)
 
     # ---- helpers ----
 
@@ -328,10 +334,12 @@ class Glow(keras.Model):
                 f"labels has shape {tuple(labels.shape)}; expected one label per "
                 f"image, shape ({x.shape[0]},)."
             )
-        if isinstance(labels, np.ndarray) and labels.size:
-            # Only concrete labels can be checked; an out-of-range index would
-            # silently clamp on some backends.
-            low, high = labels.min(), labels.max()
+        if not checks.is_symbolic(labels) and int(np.prod(labels.shape)):
+            # Only concrete labels can be checked (NumPy arrays and eager
+            # tensors alike); an out-of-range index would silently wrap or
+            # clamp in the embedding lookup.
+            values = np.asarray(ops.convert_to_numpy(labels))
+            low, high = values.min(), values.max()
             if low < 0 or high >= num_classes:
                 bad = low if low < 0 else high
                 raise ValueError(
@@ -341,6 +349,23 @@ class Glow(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat}
+
+
+def _check_input_dtype(x, method):
+    """The images' dtype of fit's or evaluate's input, before Keras traces anything.
+
+    `call` checks it too, at trace time; checking first also keeps a failed
+    first step from leaving the model half set up on the JAX backend.
+    """
+    images = x.get("images") if isinstance(x, dict) else x
+    spec = getattr(images, "element_spec", None)  # a tf.data.Dataset
+    if isinstance(spec, dict):
+        spec = spec.get("images")
+    if isinstance(spec, tuple):  # (images, ...) pairs
+        spec = spec[0]
+    images = spec if spec is not None else images
+    if hasattr(images, "dtype"):
+        checks.check_image_dtype(images, "images", f"Glow.{method}")
 
 
 def _make_flow(config, remat=False):

@@ -32,4 +32,5 @@ def make_run(path, epochs=1, **changes):
         model.compile(keras.optimizers.Adamax(2e-3))
         model.fit(train, epochs=epochs, verbose=0, shuffle=False)
     save_weights(model, run.weights("newest"))
+    run.unlock()
     return model

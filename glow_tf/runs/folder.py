@@ -13,6 +13,8 @@ half of one. Backend-agnostic: a run folder written on one Keras backend is
 read on any other.
 """
 
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -27,6 +29,8 @@ BACKUP = "backup"
 # The name Keras' BackupAndRestore gives its weights file inside BACKUP.
 BACKUP_WEIGHTS = "latest.weights.h5"
 LOGS = "logs"
+# The one writer's lock (see RunDir.lock); it holds that process's id.
+LOCK = ".lock"
 WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
 # Hyperparameters a rerun may change without starting a different run:
 # more epochs extend it, how often it backs up does not change the result,
@@ -52,6 +56,10 @@ class RunDirMismatchError(RunDirError):
     """The run folder holds a run with other hyperparameters than asked for."""
 
 
+class RunDirBusyError(RunDirError):
+    """Another process is training in the run folder."""
+
+
 class RunDir:
     """Paths in one run folder, and its config and metrics files.
 
@@ -61,6 +69,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self._lock_fd = None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -109,6 +118,7 @@ class RunDir:
         self._check_writable()
         path = self.file(CONFIG)
         if not os.path.exists(path):
+            self._check_no_orphans()
             return
         try:
             stored = read_json(path)
@@ -124,6 +134,20 @@ class RunDir:
                 + "; ".join(differences)
                 + ". Rerun with the same values to resume that run, or give "
                 "this one its own folder (--run_dir)."
+            )
+
+    def _check_no_orphans(self):
+        """A folder with weights or a backup but no config.json is some other run's."""
+        found = [
+            name for name in (NEWEST_WEIGHTS, BEST_WEIGHTS, os.path.join(BACKUP, BACKUP_WEIGHTS),
+                              METRICS)
+            if os.path.exists(self.file(name))
+        ]
+        if found:
+            raise RunDirError(
+                f"{self.path} holds {', '.join(found)} but no {CONFIG}, so nothing tells which "
+                "hyperparameters they were trained with. Put that run's config.json back to "
+                "resume it, move those files away, or give this run its own --run_dir."
             )
 
     def _check_writable(self):
@@ -147,16 +171,57 @@ class RunDir:
                 "expected a folder this user may write to."
             ) from None
 
-    def prepare(self, config):
-        """Creates the folder with config.json, or checks the one there.
+    def lock(self):
+        """Makes this process the folder's one writer until `unlock` or its end.
 
-        Runs `check(config)` first, so a refused folder is left as it was.
-        config.json is written when it is new or one of the values in
-        MAY_CHANGE_ON_RESUME changed.
+        An exclusive `flock` on <run_dir>/.lock, which the operating system
+        drops when the process ends however it ends (a SIGKILL leaves no
+        stale lock). Readers (sample.py, evaluate.py) do not take it.
+
+        Raises:
+            RunDirBusyError: another process holds it; names its process id.
+        """
+        if self._lock_fd is not None:
+            return
+        os.makedirs(self.path, exist_ok=True)
+        fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise RunDirBusyError(
+                f"{self.path} is in use: process {holder} is training there. Wait for it to "
+                "finish (or stop it; the same command then resumes), or give this run its own "
+                "--run_dir."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def __del__(self):
+        self.unlock()
+
+    def prepare(self, config):
+        """Takes the folder's lock, then creates it with config.json or checks the one there.
+
+        Runs `check(config)` first, so a refused folder is left as it was, and
+        again under the lock, since another process may have started the run
+        in between. config.json is written when it is new or one of the
+        values in MAY_CHANGE_ON_RESUME changed.
         """
         self.check(config)
-        os.makedirs(self.path, exist_ok=True)
+        self.lock()
+        self.check(config)
         # A run killed (SIGKILL) in the middle of a write leaves its temp file.
+        # Only the lock's holder gets here, so the temp files are a dead writer's.
         for folder in (self.path, self.backup_dir):
             remove_temp_files(folder)
         path = self.file(CONFIG)

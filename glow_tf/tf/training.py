@@ -159,44 +159,47 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         labels=model_config.num_classes > 0,
     )
     steps_per_epoch = pipelines.num_examples(train)
-    run.prepare(config)
-    resuming = run.has_backup()
-    init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
-    test_images, test_labels = pipelines.take_examples(test, SUMMARY_TEST_IMAGES)
+    run.prepare(config)  # from here on this process holds the folder's lock
+    try:
+        resuming = run.has_backup()
+        init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
+        test_images, test_labels = pipelines.take_examples(test, SUMMARY_TEST_IMAGES)
 
-    divergence = StopOnDivergence()
-    checkpoint = RunCheckpoint(
-        run, training_config.epochs, training_config.backup_every, steps_per_epoch,
-        resume=resuming,
-    )
-    all_callbacks = [
-        divergence,
-        GlowSummaries(
-            f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
-            seed=training_config.seed, test_labels=test_labels,
-        ),
-        keras.callbacks.TensorBoard(run.log_dir),
-        checkpoint,
-        *callbacks,
-    ]
-    model, _ = build_and_fit(
-        model_config, training_config, train, test,
-        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
-        verbose=verbose, distribution=distribution,
-    )
+        divergence = StopOnDivergence()
+        checkpoint = RunCheckpoint(
+            run, training_config.epochs, training_config.backup_every, steps_per_epoch,
+            resume=resuming,
+        )
+        all_callbacks = [
+            divergence,
+            GlowSummaries(
+                f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
+                seed=training_config.seed, test_labels=test_labels,
+            ),
+            keras.callbacks.TensorBoard(run.log_dir),
+            checkpoint,
+            *callbacks,
+        ]
+        model, _ = build_and_fit(
+            model_config, training_config, train, test,
+            init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
+            verbose=verbose, distribution=distribution,
+        )
 
-    if divergence.step is not None:
-        raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
-    metrics = run.read_metrics()
-    test_bits_per_dim = float(model.evaluate(test, verbose=0))
-    metrics.update(
-        test_bits_per_dim=test_bits_per_dim,
-        steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
-        finished=True,
-    )
-    run.write_metrics(metrics)
-    print(f"Test bits/dim: {test_bits_per_dim:.4f} (run folder: {run.path})")
-    return model, metrics
+        if divergence.step is not None:
+            raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
+        metrics = run.read_metrics()
+        test_bits_per_dim = float(model.evaluate(test, verbose=0))
+        metrics.update(
+            test_bits_per_dim=test_bits_per_dim,
+            steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
+            finished=True,
+        )
+        run.write_metrics(metrics)
+        print(f"Test bits/dim: {test_bits_per_dim:.4f} (run folder: {run.path})")
+        return model, metrics
+    finally:
+        run.unlock()
 
 
 def _diverged_message(divergence, backup_step, run):
