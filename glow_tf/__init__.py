@@ -11,9 +11,9 @@ The package is laid out in rooms:
 - `glow_tf.analysis`: pictures and scores of a trained model.
 - `glow_tf.tf`: what needs TensorFlow: the tf.data pipelines, training
   through `fit` with its callbacks, TensorBoard summaries, distribution,
-  the TensorFlow Probability adapter.
+  the TensorFlow Probability adapter, the SavedModel export.
 - `glow_tf.cli`: the command-line tools (glow-train, glow-sample,
-  glow-evaluate), their flags made from the configs.
+  glow-evaluate, glow-export), their flags made from the configs.
 """
 
 from glow_tf import layers

@@ -1,6 +1,6 @@
-"""The trained model that sample.py and evaluate.py work on, from --run_dir / --weights.
+"""The trained model that sample.py, evaluate.py and export.py work on, from --run_dir / --weights.
 
-Both tools take --run_dir (default: the newest run under checkpoints/),
+The tools take --run_dir (default: the newest run under checkpoints/),
 --weights (one file), --which (newest or best) and main.py's architecture
 flags, which describe a lone weights file that has no config.json beside
 it. `glow_tf.runs.load_model` does the loading.

@@ -13,6 +13,7 @@ TOOLS = (
     ("train", "main.py", "glow-train"),
     ("sample", "sample.py", "glow-sample"),
     ("evaluate", "evaluate.py", "glow-evaluate"),
+    ("export", "export.py", "glow-export"),
 )
 
 INTRO = """\

@@ -1,5 +1,7 @@
 """Invertible 1x1 convolution (Glow, section 3.2)."""
 
+import contextlib
+
 import keras
 import numpy as np
 import scipy.linalg
@@ -31,6 +33,8 @@ class Invertible1x1Conv(Bijector):
         super().__init__(**kwargs)
         self.lu_decomposed = lu_decomposed
         self.seed = seed
+        # (W^-1, log|det W|) while `constant_decompositions` holds them.
+        self._constants = None
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -78,6 +82,8 @@ class Invertible1x1Conv(Bijector):
         return ops.matmul(self.p, ops.matmul(lower, upper))
 
     def log_abs_det_weight(self):
+        if self._constants is not None:
+            return self._constants[1]
         if self.lu_decomposed:
             return ops.sum(self.log_s)
         # |det W| = prod |diag R| for W = QR. Not slogdet: TensorFlow has no
@@ -90,8 +96,30 @@ class Invertible1x1Conv(Bijector):
         return y, per_example(num_pixels(x) * self.log_abs_det_weight(), x)
 
     def inverse(self, y):
-        x = ops.matmul(y, ops.transpose(ops.inv(self.weight())))
+        x = ops.matmul(y, ops.transpose(self.inverse_weight()))
         return x, per_example(-num_pixels(y) * self.log_abs_det_weight(), y)
+
+    def inverse_weight(self):
+        if self._constants is not None:
+            return self._constants[0]
+        return ops.inv(self.weight())
+
+    @contextlib.contextmanager
+    def constant_decompositions(self):
+        """Within it, W^-1 and log|det W| are constants computed on entry.
+
+        For functions traced to serve fixed weights (glow_tf.tf.export): on
+        JAX's CPU a matrix inverse and a QR decomposition are LAPACK calls,
+        which a JAX function converted to TensorFlow cannot run.
+        """
+        self._constants = (
+            ops.convert_to_numpy(self.inverse_weight()),
+            ops.convert_to_numpy(self.log_abs_det_weight()),
+        )
+        try:
+            yield
+        finally:
+            self._constants = None
 
     def get_config(self):
         return {

@@ -14,7 +14,7 @@ from glow_tf.layers import (
     Squeeze,
 )
 from glow_tf.layers.networks import CouplingNetwork
-from tests.bijector_checks import check_bijector, to_numpy
+from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
 
 
 def batch(shape=(2, 4, 4, 4), seed=0):
@@ -94,6 +94,24 @@ def test_lu_logdet_is_sum_of_log_s():
     np.testing.assert_allclose(to_numpy(logdet), 15 * 0.7, rtol=1e-5)
     w = to_numpy(layer.weight()).astype(np.float64)
     np.testing.assert_allclose(np.linalg.slogdet(w)[1], 0.7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lu_decomposed", [True, False])
+def test_constant_decompositions_hold_the_values_they_started_with(lu_decomposed):
+    layer = Invertible1x1Conv(lu_decomposed=lu_decomposed, seed=0)
+    x = batch((2, 2, 2, 4))
+    layer.build(x.shape)
+    randomize_weights(layer)
+    y, logdet = layer(x)
+    with layer.constant_decompositions():
+        np.testing.assert_allclose(to_numpy(layer(y, inverse=True)[0]), x, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(layer(x)[1]), to_numpy(logdet), rtol=1e-6)
+        randomize_weights(layer, seed=1)  # frozen: W^-1 and log|det W| do not follow
+        np.testing.assert_allclose(to_numpy(layer(x)[1]), to_numpy(logdet), rtol=1e-6)
+    # Outside, they follow the weights again.
+    y, logdet_after = layer(x)
+    assert np.abs(to_numpy(logdet_after) - to_numpy(logdet)).max() > 1e-3
+    np.testing.assert_allclose(to_numpy(layer(y, inverse=True)[0]), x, atol=1e-5)
 
 
 def test_couplings_start_with_zero_shift():
