@@ -38,16 +38,25 @@ PRESETS = {
 
 # ---- sample.py ----
 
-SAMPLE_MODES = ("samples", "temperatures", "interpolate", "reconstruct")
+SAMPLE_MODES = ("samples", "temperatures", "interpolate", "reconstruct", "manipulate")
 SAMPLE_TEMPERATURE = 0.7  # the paper's figures
 SAMPLE_SEED = 0
 # --n per mode: samples in the grid; samples per temperature row; paths
-# between pairs of test images (rows); test images beside their reconstruction.
-SAMPLE_N = {"samples": 64, "temperatures": 10, "interpolate": 8, "reconstruct": 32}
+# between pairs of test images (rows); test images beside their reconstruction;
+# test images moved along an attribute's direction (rows).
+SAMPLE_N = {"samples": 64, "temperatures": 10, "interpolate": 8, "reconstruct": 32,
+            "manipulate": 8}
 INTERPOLATION_STEPS = 8  # columns of each interpolation, both ends included
 # Small images are enlarged (nearest neighbour) to about this many pixels a side.
 SAMPLE_CELL_PIXELS = 32
 SAMPLES_DIR = "samples"
+# --mode manipulate: the multiples of the attribute direction, one column each
+# (0 is the image itself), and how many labelled training images the
+# directions are averaged over (the first ones of the training split).
+MANIPULATION_SCALES = "-1,-0.5,0,0.5,1"
+ATTRIBUTE_IMAGES = 20_000
+# --mode manipulate on --dataset folder: the attribute CSV inside --data_dir.
+ATTRIBUTES_CSV = "attributes.csv"
 
 # ---- evaluate.py ----
 

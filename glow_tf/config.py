@@ -118,6 +118,12 @@ class GlowConfig(_Config):
         "and a classifier reads the top latent); 0 for an unconditional one.",
         flag=False,  # --y_condition takes the dataset's classes
     )
+    log_scale_factor: float = setting(
+        1.0,
+        "ActNorm learns its log-scale divided by this factor and multiplies it back, as the "
+        "reference code does with 3, so that Adam(ax) moves the scales factor times faster; "
+        "1 learns the log-scale itself.",
+    )
     weight_y: float = setting(
         0.01,
         "With --y_condition: weight of the classifier's cross-entropy (bits per "
@@ -154,6 +160,11 @@ class GlowConfig(_Config):
             raise ValueError(
                 f"num_classes={self.num_classes!r}: expected 0 (unconditional) or "
                 "the number of classes."
+            )
+        if not (isinstance(self.log_scale_factor, (int, float)) and self.log_scale_factor > 0
+                and math.isfinite(self.log_scale_factor)):
+            raise ValueError(
+                f"log_scale_factor={self.log_scale_factor!r}: expected a number > 0."
             )
         if not self.weight_y >= 0:  # also rejects NaN
             raise ValueError(f"weight_y={self.weight_y!r}: expected a value >= 0.")

@@ -44,6 +44,9 @@ class Source:
         center_crop: crop this square from the centre first.
         num_classes: classes of its labels; None for none (a folder's are
             its subfolders).
+        flip: a mirror image is as likely as the image (photos of objects
+            and faces), so augmentation may flip it left to right; not for
+            digits and letters.
     """
 
     tfds_name: str | None
@@ -56,6 +59,7 @@ class Source:
     pad_to_grow: bool = False
     center_crop: int | None = None
     num_classes: int | None = None
+    flip: bool = False
 
 
 SOURCES = {
@@ -63,12 +67,14 @@ SOURCES = {
     # 28x28 padded to 32x32, so that L=3 levels divide it.
     "mnist": Source("mnist", 28, 1, 32, 1, pad_to_grow=True, num_classes=10),
     "fashion_mnist": Source("fashion_mnist", 28, 1, 32, 1, pad_to_grow=True, num_classes=10),
-    "cifar10": Source("cifar10", 32, 3, 32, 3, num_classes=10),
-    "cifar100": Source("cifar100", 32, 3, 32, 3, num_classes=100),
+    "cifar10": Source("cifar10", 32, 3, 32, 3, num_classes=10, flip=True),
+    "cifar100": Source("cifar100", 32, 3, 32, 3, num_classes=100, flip=True),
     "svhn": Source("svhn_cropped", 32, 3, 32, 3, num_classes=10),
-    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148),
-    "imagenet32": Source("downsampled_imagenet/32x32", 32, 3, 32, 3, test_split="validation"),
-    "imagenet64": Source("downsampled_imagenet/64x64", 64, 3, 64, 3, test_split="validation"),
+    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148, flip=True),
+    "imagenet32": Source("downsampled_imagenet/32x32", 32, 3, 32, 3, test_split="validation",
+                         flip=True),
+    "imagenet64": Source("downsampled_imagenet/64x64", 64, 3, 64, 3, test_split="validation",
+                         flip=True),
     "folder": Source(None, None, None, 32, 3),
 }
 DATASETS = tuple(SOURCES)
@@ -122,6 +128,12 @@ class DataConfig(_Config):
         "The image folder for --dataset folder; for the tensorflow-datasets sources, "
         "where they are stored (default ~/tensorflow_datasets).",
     )
+    augment: bool = setting(
+        False,
+        "Augment the training images: a random translation of up to img_size/16 pixels "
+        "(at least 1), and a random left-right flip where the dataset allows it "
+        f"({', '.join(n for n, s in SOURCES.items() if s.flip)}).",
+    )
 
     def __post_init__(self):
         check_dataset(self.dataset)
@@ -135,6 +147,8 @@ class DataConfig(_Config):
             raise DatasetError(
                 f"channel_size={self.channel_size}: expected 1 (grey) or 3 (RGB)."
             )
+        if not isinstance(self.augment, bool):
+            raise DatasetError(f"augment={self.augment!r}: expected True or False.")
         if self.dataset == "folder" and not self.data_dir:
             raise DatasetError(
                 "dataset='folder' needs data_dir, the folder that holds the images "
@@ -144,6 +158,11 @@ class DataConfig(_Config):
     @property
     def image_shape(self):
         return (self.img_size, self.img_size, self.channel_size)
+
+    @property
+    def max_shift(self):
+        """Pixels the augmentation may translate an image by, in each direction."""
+        return max(1, self.img_size // 16)
 
 
 def check_dataset(name):

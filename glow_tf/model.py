@@ -80,7 +80,8 @@ class Glow(keras.Model):
         self.remat = bool(remat)
         self.flow = _make_flow(config, self.remat)
         self.top_prior = LearnedPrior(
-            num_classes=config.num_classes, dtype=FLOW_DTYPE, name="top_prior"
+            num_classes=config.num_classes, log_scale_factor=config.log_scale_factor,
+            dtype=FLOW_DTYPE, name="top_prior",
         )
         if config.num_classes:
             # Zero-initialised, so the classifier starts at the uniform guess.
@@ -375,23 +376,41 @@ def _make_flow(config, remat=False):
     it alone may take labels.
     """
     flow = []
-    seed = config.seed
+    seed_for = _seed_source(config.seed)
     for level in range(config.l_glow):
         flow.append(Squeeze(dtype=FLOW_DTYPE, name=f"squeeze_{level}"))
         for step in range(config.k_glow):
             name = f"{level}_{step}"
-            step_seed = None if seed is None else seed + 1000 * level + step
             flow += [
-                ActNorm(dtype=FLOW_DTYPE, name=f"actnorm_{name}"),
-                _make_permutation(config.permutation, step_seed, name),
+                ActNorm(log_scale_factor=config.log_scale_factor, dtype=FLOW_DTYPE,
+                        name=f"actnorm_{name}"),
+                _make_permutation(config.permutation, seed_for(level, step, 0), name),
                 Coupling(
                     config.hidden_channels, affine=config.coupling == "affine",
-                    remat=remat, dtype=FLOW_DTYPE, name=f"coupling_{name}",
+                    remat=remat, seed=seed_for(level, step, 1),
+                    log_scale_factor=config.log_scale_factor, dtype=FLOW_DTYPE,
+                    name=f"coupling_{name}",
                 ),
             ]
         if level < config.l_glow - 1:
             flow.append(SplitPrior(dtype=FLOW_DTYPE, name=f"split_{level}"))
     return flow
+
+
+def _seed_source(seed):
+    """seed_for(level, step, role): an int seed for each random initialiser.
+
+    Derived from GlowConfig.seed by NumPy's SeedSequence, so every kernel
+    draws from a stream of its own and the same seed builds the same model;
+    seed None draws the root entropy once, at random.
+    """
+    root = np.random.SeedSequence(seed).entropy
+
+    def seed_for(*key):
+        state = np.random.SeedSequence(root, spawn_key=key).generate_state(1)[0]
+        return int(state % 2**31)
+
+    return seed_for
 
 
 def _make_permutation(kind, seed, name):

@@ -125,7 +125,7 @@ def main(argv, flag_values=FLAGS):
 
     try:
         check_options(flag_values)
-        model, data_config, run_dir = model_flags.load_model(flag_values)
+        model, data_config, run_dir, _ = model_flags.load_model(flag_values)
         ood_config = None
         if flag_values.ood_dataset:
             ood_config = DataConfig(

@@ -37,7 +37,7 @@ def main(argv, flag_values=FLAGS):
 
     try:
         check_export_dir(flag_values.out, "--out")
-        model, _, _ = model_flags.load_model(flag_values)
+        model = model_flags.load_model(flag_values).model
     except (ValueError, OSError) as error:
         cli.fail(program, error)
     try:

@@ -6,6 +6,8 @@ flags, which describe a lone weights file that has no config.json beside
 it. `glow_tf.runs.load_model` does the loading.
 """
 
+import collections
+
 from absl import flags
 
 import common_definitions as defs
@@ -37,8 +39,13 @@ def define_model_flags(flag_values):
     settings_lib.define_flags(flag_values, settings_lib.ARCHITECTURE)
 
 
+Trained = collections.namedtuple("Trained", "model data run_dir weights")
+Trained.__doc__ = """The model a tool works on: the Glow with its weights, the DataConfig of
+its dataset, its run folder (None for a lone weights file) and the weights file."""
+
+
 def load_model(flag_values):
-    """(Glow with its weights, DataConfig of its dataset, run folder or None).
+    """The `Trained` model that the flags name.
 
     Raises ValueError (RunDirError, WeightsError, DatasetError) for the
     user's errors.
@@ -61,12 +68,12 @@ def load_model(flag_values):
     loaded = load_model(run_dir, weights=weights, which=flag_values.which,
                         model_config=flagged.model)
     if loaded.config is None:  # a lone weights file: the flags gave the architecture
-        return loaded.model, flagged.data, run_dir
+        return Trained(loaded.model, flagged.data, run_dir, loaded.weights)
     _check_flags_agree(given, loaded.config, loaded.config_path)
     data = dict(loaded.config["data"])
     if "data_dir" in given:
         data["data_dir"] = given["data_dir"]
-    return loaded.model, DataConfig(**data), run_dir
+    return Trained(loaded.model, DataConfig(**data), run_dir, loaded.weights)
 
 
 def _check_flags_agree(given, run_config, config_path):

@@ -29,16 +29,21 @@ class Coupling(Bijector):
             activations (gradient checkpointing, `keras.remat`). The same
             function, gradients and weights; less memory, about one more
             forward pass of NN per step.
+        seed: seed of NN's random kernels; None for random ones.
+        log_scale_factor: of NN's ActNorms (see ActNorm).
     """
 
     def __init__(
-        self, hidden_channels=512, affine=True, network_dtype=None, remat=False, **kwargs
+        self, hidden_channels=512, affine=True, network_dtype=None, remat=False, seed=None,
+        log_scale_factor=1.0, **kwargs
     ):
         super().__init__(**kwargs)
         self.hidden_channels = hidden_channels
         self.affine = affine
         self.network_dtype = network_dtype
         self.remat = remat
+        self.seed = seed
+        self.log_scale_factor = log_scale_factor
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -51,6 +56,7 @@ class Coupling(Bijector):
         self.network = CouplingNetwork(
             self.hidden_channels,
             2 * self.channels_b if self.affine else self.channels_b,
+            seed=self.seed, log_scale_factor=self.log_scale_factor,
             dtype=self.network_dtype, name="network",
         )
         self.network.build((*input_shape[:-1], self.channels_a))
@@ -98,4 +104,6 @@ class Coupling(Bijector):
             "affine": self.affine,
             "network_dtype": self.network_dtype,
             "remat": self.remat,
+            "seed": self.seed,
+            "log_scale_factor": self.log_scale_factor,
         }

@@ -67,26 +67,31 @@ class CouplingNetwork(keras.layers.Layer):
     Args:
         hidden_channels: width of the two hidden layers.
         out_channels: channels of the output.
+        seed: seed of the two random kernels, which draw from streams of
+            their own (seed and seed + 1); None for random ones.
+        log_scale_factor: of the two ActNorms (see ActNorm).
     """
 
-    def __init__(self, hidden_channels, out_channels, **kwargs):
+    def __init__(self, hidden_channels, out_channels, seed=None, log_scale_factor=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
+        self.seed = seed
+        self.log_scale_factor = log_scale_factor
         policy = self.dtype_policy
-        # N(0, 0.05) as in the original Glow code: smaller than Glorot for a
-        # 512-wide layer, so the data-dependent ActNorm init sees sane scales.
-        init = keras.initializers.RandomNormal(stddev=0.05)
         self.conv_in = keras.layers.Conv2D(
             hidden_channels, 3, padding="same", use_bias=False,
-            kernel_initializer=init, dtype=policy, name="conv_in",
+            kernel_initializer=_kernel_init(seed, 0), dtype=policy, name="conv_in",
         )
-        self.actnorm_in = ActNorm(dtype=policy, name="actnorm_in")
+        self.actnorm_in = ActNorm(log_scale_factor=log_scale_factor, dtype=policy,
+                                  name="actnorm_in")
         self.conv_hidden = keras.layers.Conv2D(
-            hidden_channels, 1, use_bias=False, kernel_initializer=init,
+            hidden_channels, 1, use_bias=False, kernel_initializer=_kernel_init(seed, 1),
             dtype=policy, name="conv_hidden",
         )
-        self.actnorm_hidden = ActNorm(dtype=policy, name="actnorm_hidden")
+        self.actnorm_hidden = ActNorm(log_scale_factor=log_scale_factor, dtype=policy,
+                                      name="actnorm_hidden")
         self.conv_out = ZeroConv2D(out_channels, dtype=policy, name="conv_out")
 
     def build(self, input_shape):
@@ -117,4 +122,18 @@ class CouplingNetwork(keras.layers.Layer):
             **super().get_config(),
             "hidden_channels": self.hidden_channels,
             "out_channels": self.out_channels,
+            "seed": self.seed,
+            "log_scale_factor": self.log_scale_factor,
         }
+
+
+def _kernel_init(seed, offset):
+    """N(0, 0.05) as in the original Glow code: smaller than Glorot for a 512-wide
+    layer, so the data-dependent ActNorm init sees sane scales.
+
+    One initialiser per kernel: Keras draws a seedless initialiser's seed once,
+    so two kernels sharing one would start from the same numbers.
+    """
+    return keras.initializers.RandomNormal(
+        stddev=0.05, seed=None if seed is None else seed + offset
+    )

@@ -22,6 +22,8 @@ class LearnedPrior(Bijector):
 
     Args:
         num_classes: 0 for an unconditional prior.
+        log_scale_factor: the class embedding is learned divided by this
+            factor and multiplied back, as ActNorm's log-scale (see there).
 
     Call arguments:
         z: the top latent (or eps, with `inverse=True`).
@@ -29,9 +31,10 @@ class LearnedPrior(Bijector):
         labels: int class labels of shape (batch,), for a conditional prior.
     """
 
-    def __init__(self, num_classes=0, **kwargs):
+    def __init__(self, num_classes=0, log_scale_factor=1.0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
+        self.log_scale_factor = float(log_scale_factor)
 
     def build(self, input_shape):
         shape = tuple(input_shape[1:])
@@ -68,6 +71,8 @@ class LearnedPrior(Bijector):
                     "pass labels, one integer class per example."
                 )
             embedding = ops.take(self.class_embedding, ops.cast(labels, "int32"), axis=0)
+            if self.log_scale_factor != 1.0:
+                embedding = embedding * self.log_scale_factor
             embedding = ops.expand_dims(ops.expand_dims(embedding, 1), 1)
             channels = z.shape[-1]
             mean = embedding[..., :channels] + self.mean  # batched first, as above
@@ -76,4 +81,8 @@ class LearnedPrior(Bijector):
         return mean, ops.broadcast_to(log_scale, ops.shape(z))
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "log_scale_factor": self.log_scale_factor,
+        }

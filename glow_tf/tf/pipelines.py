@@ -15,6 +15,8 @@ are zero-padded, centred, to a larger `img_size` (MNIST's 28x28 becomes
 import numpy as np
 import tensorflow as tf
 
+from glow_tf.tf import augment
+
 from glow_tf.datasets import (
     DIGITS_NUM_TRAIN,
     FOLDER_TEST_EVERY,
@@ -48,7 +50,7 @@ def load_split(config, split, labels=False):
         examples = _tfds(source, config, split)
 
     def prepare(image, label):
-        image = _prepare(image, source, config)
+        image = prepare_image(image, source, config)
         return {"images": image, "labels": tf.cast(label, tf.int32)} if labels else image
 
     return examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
@@ -59,7 +61,8 @@ def make_datasets(config, batch_size, seed=0, labels=False):
 
     The test split keeps its last, smaller batch, so that every test image
     counts once in the test bits/dim. With `labels`, batches are
-    {"images", "labels"} dicts (see `load_split`).
+    {"images", "labels"} dicts (see `load_split`). With `config.augment`, the
+    training images are augmented (glow_tf.tf.augment); the test images never.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
@@ -70,9 +73,11 @@ def make_datasets(config, batch_size, seed=0, labels=False):
             f"The {config.dataset} training split has {num_train} images, fewer "
             f"than one batch (batch_size={batch_size}); lower --batch_size."
         )
+    train = train.shuffle(min(num_train, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+    if config.augment:
+        train = augment.augment(train, config, seed)
     train = (
-        train.shuffle(min(num_train, _SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size, drop_remainder=True)
+        train.batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
     test = load_split(config, "test", labels).batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -170,7 +175,8 @@ def _folder(config, split):
 # ---- one image to the asked size, channels and depth ----
 
 
-def _prepare(image, source, config):
+def prepare_image(image, source, config):
+    """One decoded image at the config's size and channels, reduced to its n_bits (uint8)."""
     if source.center_crop:
         image = tf.image.resize_with_crop_or_pad(image, source.center_crop, source.center_crop)
     image = _to_channels(image, config.channel_size)

@@ -117,6 +117,69 @@ def test_reconstructions_match_their_images(tiny_run):
     np.testing.assert_allclose(reconstructed, x, atol=1e-4)
 
 
+def manipulation_run(tiny_run, tmp_path):
+    """A copy of the tiny run, so that its stored directions are this test's own."""
+    import shutil
+
+    return shutil.copytree(tiny_run[0], tmp_path / "run")
+
+
+def test_manipulate_writes_rows_of_test_images_moved_along_the_attribute(tiny_run, tmp_path):
+    run = manipulation_run(tiny_run, tmp_path)
+    out = tmp_path / "manipulate.png"
+    run_cli(sample, "--run_dir", str(run), "--mode", "manipulate", "--attribute", "digit_0",
+            "--scales=-1,0,0.5,1", "--n", "3", "--out", str(out))
+    picture = read_png(out)
+    assert picture.shape == grid_size(3, 4)
+    # Column 1 is scale 0: each test image itself, enlarged 4x.
+    images = data.take_images(data.load_split(DIGITS, "test"), 3)
+    levels = to_numpy(quantization.to_uint8(quantization.quantize(images, 4) + 1 / 32, 4))
+    for row in range(3):
+        top, left = row * (CELL + GAP), CELL + GAP
+        cell = picture[top:top + CELL, left:left + CELL]
+        np.testing.assert_array_equal(cell, levels[row, :, :, 0].repeat(4, 0).repeat(4, 1))
+    assert (run / "directions" / "digits.npz").is_file()
+
+
+def test_directions_are_computed_once_per_weights_file(tiny_run, tmp_path, monkeypatch):
+    from glow_tf.analysis import manipulation
+    from glow_tf.runs.files import save_weights
+
+    run = manipulation_run(tiny_run, tmp_path)
+    calls = []
+    compute = manipulation.attribute_directions
+    monkeypatch.setattr(manipulation, "attribute_directions",
+                        lambda *a, **k: calls.append(1) or compute(*a, **k))
+    args = ["--run_dir", str(run), "--mode", "manipulate", "--n", "1", "--out",
+            str(tmp_path / "m.png")]
+    run_cli(sample, *args, "--attribute", "digit_0")
+    run_cli(sample, *args, "--attribute", "digit_7")
+    assert calls == [1], "the second attribute should come from the stored directions"
+    # New weights make the stored directions stale.
+    model = load_model(run).model
+    model.trainable_variables[0].assign(model.trainable_variables[0] + 0.01)
+    save_weights(model, run / "newest.weights.h5")
+    run_cli(sample, *args, "--attribute", "digit_7")
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "manipulate"], "--mode manipulate needs --attribute NAME"),
+    (["--attribute", "digit_0"], "--attribute needs --mode manipulate"),
+    (["--mode", "manipulate", "--attribute", "digit_0", "--scales", "1,x"],
+     "--scales='1,x': expected comma-separated finite numbers"),
+    (["--mode", "manipulate", "--attribute", "Smiling"],
+     "--attribute='Smiling': expected one of digit_0, digit_1"),
+])
+def test_bad_manipulation_options_are_named(tiny_run, tmp_path, capsys, args, message):
+    run = manipulation_run(tiny_run, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(sample, "--run_dir", str(run), "--out", str(tmp_path / "m.png"), *args)
+    assert exit_info.value.code == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()
+
+
 # ---- weights files ----
 
 

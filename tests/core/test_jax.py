@@ -15,7 +15,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # test_scale.py: mixed precision, remat (jax.checkpoint) and compiled steps on
 # JAX are what runs on the GPU machine.
-CORE_TESTS = ["tests/core/test_layers.py", "tests/core/test_model.py", "tests/core/test_scale.py"]
+CORE_TESTS = ["tests/core/test_layers.py", "tests/core/test_model.py", "tests/core/test_scale.py",
+              "tests/core/test_manipulation.py"]
 
 
 @pytest.mark.skipif(

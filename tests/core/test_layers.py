@@ -25,11 +25,13 @@ def batch(shape=(2, 4, 4, 4), seed=0):
     "make_layer",
     [
         pytest.param(lambda: ActNorm(), id="actnorm"),
+        pytest.param(lambda: ActNorm(log_scale_factor=3.0), id="actnorm-factor-3"),
         pytest.param(lambda: Invertible1x1Conv(lu_decomposed=True, seed=1), id="invconv-lu"),
         pytest.param(lambda: Invertible1x1Conv(lu_decomposed=False, seed=1), id="invconv-plain"),
         pytest.param(lambda: Permute("reverse"), id="permute-reverse"),
         pytest.param(lambda: Permute("shuffle", seed=3), id="permute-shuffle"),
         pytest.param(lambda: Coupling(8, affine=True), id="coupling-affine"),
+        pytest.param(lambda: Coupling(8, log_scale_factor=3.0), id="coupling-factor-3"),
         pytest.param(lambda: Coupling(8, affine=False), id="coupling-additive"),
         pytest.param(lambda: Squeeze(), id="squeeze"),
         pytest.param(lambda: SplitPrior(), id="split-prior"),
@@ -40,8 +42,9 @@ def test_bijector_protocol(make_layer):
     check_bijector(make_layer(), batch())
 
 
-def test_class_conditional_prior():
-    layer = LearnedPrior(num_classes=3)
+@pytest.mark.parametrize("factor", [1.0, 3.0])
+def test_class_conditional_prior(factor):
+    layer = LearnedPrior(num_classes=3, log_scale_factor=factor)
     x = batch((3, 2, 2, 4))
     check_bijector(layer, x, labels=[0, 2, 1])
     # The same z under different classes gets a different density.
@@ -58,9 +61,10 @@ def test_coupling_with_odd_channels():
     check_bijector(Coupling(8), batch((2, 2, 2, 3)))
 
 
-def test_actnorm_data_init_standardises_per_channel():
+@pytest.mark.parametrize("factor", [1.0, 3.0])
+def test_actnorm_data_init_standardises_per_channel(factor):
     x = batch((64, 4, 4, 3)) * np.array([0.1, 2.0, 5.0], np.float32) + 3.0
-    layer = ActNorm()
+    layer = ActNorm(log_scale_factor=factor)
     layer.build(x.shape)
     assert to_numpy(layer.initialized) == 0.0
     layer.data_init = True
@@ -70,6 +74,9 @@ def test_actnorm_data_init_standardises_per_channel():
     np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
     assert to_numpy(layer.initialized) == 1.0
+    # The variable holds log_s / factor.
+    np.testing.assert_allclose(to_numpy(layer.log_scale) * factor,
+                               -np.log(x.std(axis=(0, 1, 2))), rtol=1e-4)
     # Once the flag is off, a new batch no longer moves the parameters.
     before = to_numpy(layer.bias)
     layer(x * 10.0)

@@ -357,3 +357,46 @@ def test_value_checks_are_skipped_inside_a_traced_function(model):
         traced = tf.function(model.log_prob)
     log_prob = to_numpy(traced(x))
     assert np.isnan(log_prob[0]) and np.all(np.isfinite(log_prob[1:]))
+
+
+# ---- seeded initialisers ----
+
+SEEDED = dict(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bits=4)
+
+
+def random_kernels(model):
+    """{path below the model: values} of the weights drawn at random when it is built.
+
+    Of the LU factors, the entries below (L) and above (U) the diagonal.
+    """
+    names = ("conv_in/kernel", "conv_hidden/kernel", "/lower", "/upper", "/log_s")
+    kernels = {}
+    for v in model.weights:
+        if v.path.endswith(names) or ("invconv" in v.path and v.path.endswith("/kernel")):
+            values = to_numpy(v)
+            if v.path.endswith(("/lower", "/upper")):
+                rows, columns = np.tril_indices(len(values), -1)
+                values = values[rows, columns] if v.path.endswith("/lower") else values.T[rows, columns]
+            kernels[v.path.split("/", 1)[1]] = values
+    return kernels
+
+
+@pytest.mark.parametrize("permutation, per_step", [("lu", 5), ("conv", 3)])
+def test_the_seed_fixes_every_random_kernel_and_no_two_share_a_stream(permutation, per_step):
+    config = GlowConfig(**SEEDED, permutation=permutation, seed=1)
+    first, again = Glow(config), Glow(config)
+    for a, b in zip(first.weights, again.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+    kernels = random_kernels(first)
+    assert len(kernels) == per_step * SEEDED["k_glow"] * SEEDED["l_glow"]
+    for seed in (2, None):
+        theirs = random_kernels(Glow(GlowConfig(**{**config.to_dict(), "seed": seed})))
+        for path, values in kernels.items():
+            assert not np.array_equal(values, theirs[path]), f"{path}: the same with seed={seed}"
+    # No two kernels start from the same stream: not even their first entries agree.
+    flat = {path: np.abs(values).ravel() for path, values in kernels.items()}
+    paths = sorted(flat)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            n = min(flat[a].size, flat[b].size, 8)
+            assert not np.allclose(flat[a][:n], flat[b][:n]), f"{a} and {b} share a stream"
