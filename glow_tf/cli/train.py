@@ -45,4 +45,4 @@ def main(argv, flag_values=FLAGS):
 def run():
     """The glow-train console script."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

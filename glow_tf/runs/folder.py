@@ -101,8 +101,21 @@ class RunDir:
         return read_json(path)
 
     def read_metrics(self):
+        """metrics.json as a dict ({} before the first epoch); RunDirError if unreadable."""
         path = self.file(METRICS)
-        return read_json(path) if os.path.exists(path) else {}
+        if not os.path.exists(path):
+            return {}
+        try:
+            metrics = read_json(path)
+        except (OSError, ValueError) as error:
+            metrics = error
+        if not isinstance(metrics, dict):
+            raise RunDirError(
+                f"{path} cannot be read ({metrics!r}): it is truncated or not main.py's. Move it "
+                "away; the run resumes from its backup without it (the record of the best "
+                "epoch starts again)."
+            )
+        return metrics
 
     def write_metrics(self, metrics):
         write_json(self.file(METRICS), metrics)
