@@ -7,7 +7,8 @@ Trains the digits preset (or --dataset's) into a scratch run folder through
 callback hook and checkpoint write wrapped in a timer. Prints, per epoch,
 the wall time and the seconds spent in each part; what is left over is the
 training steps themselves and Keras' own bookkeeping. The first epoch also
-pays for tracing the training, test and summary functions. Compare the rows
+pays for tracing the training step and the compiled encode (test pass) and
+decode (summaries). Compare the rows
 of one run with each other; the machine's load moves them all.
 """
 
@@ -18,20 +19,24 @@ import shutil
 import tempfile
 import time
 
-import keras
+from glow_tf.cli import runtime, settings
 
-from glow_tf.cli import settings
-from glow_tf.runs import files
-from glow_tf.tf import callbacks, summaries, training
 
-# (owner, attribute, label): the hooks and writes that are timed.
-_TIMED = (
-    (files, "save_weights", "save_weights"),
-    (callbacks, "_copy", "copy"),
-    (summaries.GlowSummaries, "on_epoch_end", "summaries"),
-    (keras.callbacks.TensorBoard, "on_epoch_end", "tensorboard"),
-    (callbacks.StopOnDivergence, "on_epoch_end", "divergence"),
-)
+def _timed_parts():
+    """(owner, attribute, label): the hooks and writes that are timed."""
+    import keras
+
+    from glow_tf.runs import files, state
+    from glow_tf.tf import callbacks, summaries, test_pass
+
+    return (
+        (test_pass.TestPass, "on_epoch_end", "test_pass"),
+        (summaries.GlowSummaries, "on_epoch_end", "summaries"),
+        (keras.callbacks.TensorBoard, "on_epoch_end", "tensorboard"),
+        (callbacks.StopOnDivergence, "on_epoch_end", "divergence"),
+        (state, "write", "backups"),
+        (files, "save_weights", "keras_weights"),
+    )
 
 
 def _timed(function, label, totals):
@@ -46,29 +51,26 @@ def _timed(function, label, totals):
     return wrapper
 
 
-class _EpochTable(keras.callbacks.Callback):
-    """Prints one row per epoch: its wall time and the parts' seconds in it."""
+def _epoch_table(totals, labels):
+    """A callback printing one row per epoch: its wall time and the parts' seconds in it."""
+    import keras
 
-    def __init__(self, totals, labels):
-        super().__init__()
-        self.totals, self.labels = totals, labels
-        self._validation_start = None
-        print(f"{'epoch':>5} {'wall':>7} " + " ".join(f"{label:>12}" for label in labels))
+    class EpochTable(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            print(f"{'epoch':>5} {'wall':>7} " + " ".join(f"{label:>13}" for label in labels))
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._before = time.perf_counter(), dict(self.totals)
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start, self._before = time.perf_counter(), dict(totals)
 
-    def on_test_begin(self, logs=None):
-        self._validation_start = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            # Runs last of the callbacks, so the epoch's writes are in.
+            wall = time.perf_counter() - self._start
+            parts = [totals[label] - self._before.get(label, 0.0) for label in labels]
+            print(f"{epoch + 1:>5} {wall:>7.1f} " + " ".join(f"{p:>13.2f}" for p in parts),
+                  flush=True)
 
-    def on_test_end(self, logs=None):
-        self.totals["validation"] += time.perf_counter() - self._validation_start
-
-    def on_epoch_end(self, epoch, logs=None):
-        # Runs last of the callbacks, so the epoch's writes are in.
-        wall = time.perf_counter() - self._start
-        parts = [self.totals[label] - self._before.get(label, 0.0) for label in self.labels]
-        print(f"{epoch + 1:>5} {wall:>7.1f} " + " ".join(f"{p:>12.2f}" for p in parts), flush=True)
+    return EpochTable()
 
 
 def main():
@@ -77,16 +79,21 @@ def main():
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
 
+    configs = settings.configs_for(args.dataset, epochs=args.epochs)  # main.py's path
+    # As main.py does, before TensorFlow runs: threads per op, Grappler.
+    runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
+    from glow_tf.tf import training
+
     totals = collections.defaultdict(float)
-    for owner, attribute, label in _TIMED:
+    parts = _timed_parts()
+    for owner, attribute, label in parts:
         setattr(owner, attribute, _timed(getattr(owner, attribute), label, totals))
-    labels = ["validation"] + [label for _, _, label in _TIMED]
+    labels = [label for _, _, label in parts]
     folder = tempfile.mkdtemp(prefix="profile_fit_")
     try:
-        configs = settings.configs_for(args.dataset, epochs=args.epochs)  # main.py's path
         start = time.perf_counter()
         training.train_and_evaluate(
-            *configs, folder, callbacks=[_EpochTable(totals, labels)], verbose=0
+            *configs, folder, callbacks=[_epoch_table(totals, labels)], verbose=0
         )
         print(f"total {time.perf_counter() - start:.1f} s for {args.epochs} epochs")
     finally:

@@ -1,12 +1,21 @@
-"""Benchmark: Glow's training step and sampling on the current Keras backend.
+"""Benchmark: Glow's training step, test pass and sampling on the current Keras backend.
 
     python -m benchmarks.train_step --image_size 16 --k_glow 4 --l_glow 2 \\
         --hidden_channels 64 --batch_size 16,64 --steps 20
 
 times, after warm-up, the full training step (forward, backward, optimizer
 update) as users run it, through `Glow.compute_loss` and `fit()`, on
-synthetic uint8 images, and then `Glow.sample`. It prints one table row per
-(batch size, precision): images/s, step ms, peak memory, parameter count.
+synthetic uint8 images; then the compiled functions that a training run's
+test pass and summaries use: `Glow.encode_images` on a batch (encode) and
+`Glow.sample` (decode). It prints one table row per (batch size,
+precision): images/s, step ms, test-pass and sample ms, peak memory,
+parameter count, and the warm-up: the first steps (tracing and compiling
+the step) plus the first call of encode and of decode, which a run pays
+once.
+
+Like main.py, it sets TensorFlow's CPU runtime before TensorFlow runs
+(glow_tf.cli.runtime: threads per op by --threads_per_op, Grappler off
+without a GPU).
 
 Each row runs in its own process when there are several, so that XLA's
 caches and the peak-memory counters (which only ever grow) belong to that
@@ -29,15 +38,31 @@ import sys
 import tempfile
 import time
 
-import keras
 import numpy as np
-from keras import ops
 
 from glow_tf import precision as precision_lib
-from glow_tf.config import COUPLINGS, PERMUTATIONS, GlowConfig
-from glow_tf.model import Glow
+from glow_tf.cli import runtime
+from glow_tf.config import COUPLINGS, OPTIMIZERS, PERMUTATIONS, THREADS_PER_OP, GlowConfig
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+# Keras, and the backend behind it, start in main(), after the flags chose
+# TensorFlow's runtime (glow_tf.cli.runtime), which must precede its first op.
+keras = ops = Glow = None
+
+
+def _start_keras(args):
+    global keras, ops, Glow
+    runtime.tune_tensorflow(args.threads_per_op, args.hidden_channels)
+    import keras as keras_module
+
+    keras, ops = keras_module, keras_module.ops
+    if args.grappler:
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+    from glow_tf.model import Glow as glow_class
+
+    Glow = glow_class
+
 MODES = ("fit", "train_on_batch")
 JIT = {"auto": "auto", "true": True, "false": False}
 
@@ -68,15 +93,21 @@ def parse_args(argv=None):
         "default (JAX: on; TensorFlow: on with a GPU, off on CPU)")
     add("--steps_per_execution", type=int, default=1,
         help="compile(steps_per_execution=...): training steps per compiled call")
+    add("--threads_per_op", default="auto", choices=THREADS_PER_OP,
+        help="TensorFlow CPU threads per op, as main.py's --threads_per_op (auto: one "
+        "for coupling networks at most 64 wide)")
+    add("--grappler", action="store_true",
+        help="keep TensorFlow's graph optimiser on a CPU (the tools turn it off there)")
     add("--mode", default="fit", choices=MODES,
         help="fit: one fit() over --steps batches per repeat (how users train); "
         "train_on_batch: one call per step")
-    add("--optimizer", default="adam", choices=tuple(OPTIMIZERS))
+    add("--optimizer", default="adam", choices=OPTIMIZERS)
     add("--steps", type=int, default=20, help="timed training steps per repeat")
     add("--warmup", type=int, default=3, help="untimed training steps first (compilation)")
     add("--repeats", type=int, default=3, help="timed repeats; the table shows the median")
-    add("--sample_batch", type=int, default=None,
-        help="images per sample() call (default: the batch size; 0 skips sampling)")
+    add("--sample_batch", type=int, default=16,
+        help="images per sample() call (the summaries' grid: 16); 0 skips encode and "
+        "sampling")
     add("--temperature", type=float, default=0.7, help="sampling temperature")
     add("--seed", type=int, default=0)
     add("--isolate", choices=("auto", "yes", "no"), default="auto",
@@ -102,7 +133,7 @@ def parse_args(argv=None):
                      "step compiles, and must not be timed).")
     if any(b < 1 for b in args.batch_sizes):
         parser.error(f"--batch_size={args.batch_size!r}: expected sizes >= 1.")
-    if args.sample_batch is not None and args.sample_batch < 0:
+    if args.sample_batch < 0:
         parser.error(f"--sample_batch={args.sample_batch}: expected >= 0.")
     try:
         args.config = GlowConfig(
@@ -164,6 +195,15 @@ def parameter_count(model):
     return int(sum(np.prod(v.shape) for v in model.trainable_variables))
 
 
+def make_optimizer(name, learning_rate):
+    """The optimizer main.py trains with: on TensorFlow, one fused update kernel per weight."""
+    if keras.backend.backend() == "tensorflow":
+        from glow_tf.tf.optimizers import OPTIMIZERS as fused
+
+        return fused[name](learning_rate)
+    return {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}[name](learning_rate)
+
+
 def block_until_ready(model):
     """Waits for queued device work (JAX and GPUs run asynchronously)."""
     ops.convert_to_numpy(model.trainable_variables[-1])
@@ -189,8 +229,11 @@ def run_row(args, batch, precision):
     with precision_lib.precision_scope(precision):
         model = Glow(args.config, remat=args.remat)
     model.initialize(images[: min(len(images), 256)])
-    optimizer = precision_lib.with_loss_scaling(OPTIMIZERS[args.optimizer](1e-4), precision)
+    optimizer = precision_lib.with_loss_scaling(make_optimizer(args.optimizer, 1e-4), precision)
     model.compile(optimizer, jit_compile=JIT[args.jit], steps_per_execution=spe)
+    # As glow_tf.tf.training.build_and_fit does: a TensorFlow step whose first
+    # trace creates the optimizer's slots is traced twice.
+    model.optimizer.build(model.trainable_variables)
 
     losses = []
     if args.mode == "fit":
@@ -219,14 +262,20 @@ def run_row(args, batch, precision):
         cpu_ms.append(1000.0 * (time.process_time() - start_cpu) / steps)
     memory, memory_kind = peak_memory()
 
-    sample_batch = batch if args.sample_batch is None else args.sample_batch
-    sample_ms = []
+    # What a training run's test pass and summaries compile (glow_tf.compiled):
+    # encode of a batch of images, decode of the sampling latents.
+    sample_batch = args.sample_batch
+    encode_warmup_s = decode_warmup_s = 0.0
+    encode_ms, sample_ms = [], []
     if sample_batch:
-        ops.convert_to_numpy(model.sample(sample_batch, args.temperature, seed=0))  # warm-up
-        for repeat in range(args.repeats):
-            start = time.perf_counter()
-            ops.convert_to_numpy(model.sample(sample_batch, args.temperature, seed=repeat + 1))
-            sample_ms.append(1000.0 * (time.perf_counter() - start))
+        def encode(seed):
+            return ops.convert_to_numpy(model.encode_images(images[:batch], seed=seed)[2])
+
+        def sample(seed):
+            return ops.convert_to_numpy(model.sample(sample_batch, args.temperature, seed=seed))
+
+        encode_warmup_s, encode_ms = _first_and_timed(encode, args.repeats)
+        decode_warmup_s, sample_ms = _first_and_timed(sample, args.repeats)
 
     median = statistics.median(step_ms)
     return {
@@ -241,7 +290,10 @@ def run_row(args, batch, precision):
         "mode": args.mode,
         "optimizer": args.optimizer,
         "steps": steps,
-        "warmup_s": warmup_s,
+        "warmup_s": warmup_s + encode_warmup_s + decode_warmup_s,
+        "step_warmup_s": warmup_s,
+        "encode_warmup_s": encode_warmup_s,
+        "decode_warmup_s": decode_warmup_s,
         "step_ms": step_ms,
         "step_ms_median": median,
         "cpu_ms": cpu_ms,
@@ -251,10 +303,25 @@ def run_row(args, batch, precision):
         "peak_memory_kind": memory_kind,
         "parameters": parameter_count(model),
         "loss_after": float(losses[-1]),
+        "encode_ms": encode_ms,
+        "encode_ms_median": statistics.median(encode_ms) if encode_ms else None,
         "sample_batch": sample_batch,
         "sample_ms": sample_ms,
         "sample_ms_median": statistics.median(sample_ms) if sample_ms else None,
     }
+
+
+def _first_and_timed(function, repeats):
+    """(seconds of the first call, which traces and compiles; ms of `repeats` more calls)."""
+    start = time.perf_counter()
+    function(0)
+    first = time.perf_counter() - start
+    timed = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        function(repeat + 1)
+        timed.append(1000.0 * (time.perf_counter() - start))
+    return first, timed
 
 
 def run_row_isolated(argv, batch, precision):
@@ -285,23 +352,27 @@ def _gib(n):
 
 def format_table(rows):
     header = ("| backend | device | batch | precision | remat | jit | spe | mode "
-              "| step ms (median; min-max) | images/s | host CPU ms/step | sample ms/batch (batch) "
-              "| peak memory | parameters | warm-up s |")
+              "| step ms (median; min-max) | images/s | host CPU ms/step "
+              "| encode ms/batch | sample ms (n) | peak memory | parameters "
+              "| warm-up s (step + encode + decode) |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         spread = f"{min(r['step_ms']):.1f}-{max(r['step_ms']):.1f}"
+        encode = f"{r['encode_ms_median']:.1f}" if r["encode_ms_median"] is not None else "-"
         sample = (f"{r['sample_ms_median']:.1f} ({r['sample_batch']})"
                   if r["sample_ms_median"] is not None else "-")
         memory = _gib(r["peak_memory_bytes"])
         if r["peak_memory_kind"] == "RSS":
             memory += " RSS (process peak)"
+        warmup = (f"{r['warmup_s']:.1f} ({r['step_warmup_s']:.1f} + {r['encode_warmup_s']:.1f} "
+                  f"+ {r['decode_warmup_s']:.1f})")
         lines.append(
             f"| {r['backend']} | {r['device']} | {r['batch']} | {r['precision']} "
             f"| {'yes' if r['remat'] else 'no'} | {'yes' if r['jit'] else 'no'} "
             f"| {r['steps_per_execution']} | {r['mode']} "
             f"| {r['step_ms_median']:.1f}; {spread} | {r['images_per_s']:.1f} "
-            f"| {r['cpu_ms_median']:.1f} | {sample} "
-            f"| {memory} | {r['parameters']:,} | {r['warmup_s']:.1f} |"
+            f"| {r['cpu_ms_median']:.1f} | {encode} | {sample} "
+            f"| {memory} | {r['parameters']:,} | {warmup} |"
         )
     return "\n".join(lines)
 
@@ -314,8 +385,21 @@ def describe(args):
         f"{c.hidden_channels}, {c.coupling} coupling, {c.permutation} permutation; "
         f"{args.optimizer}, {args.steps} timed steps x {args.repeats} repeats after "
         f"{args.warmup} warm-up; keras {keras.__version__}, backend "
-        f"{keras.backend.backend()}"
+        f"{keras.backend.backend()}{_tensorflow_runtime()}"
     )
+
+
+def _tensorflow_runtime():
+    """', oneDNN off, Grappler off' and the like: how TensorFlow runs, if it is the backend."""
+    if keras.backend.backend() != "tensorflow":
+        return ""
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    grappler = not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
+    return (f", threads per op {threads}, oneDNN {'on' if onednn else 'off'}, "
+            f"Grappler {'on' if grappler else 'off'}")
 
 
 def _write_json(path, value):
@@ -334,6 +418,7 @@ def _write_json(path, value):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    _start_keras(args)
     if args.row_output:
         _write_json(args.row_output, run_row(args, args.batch_sizes[0], args.precisions[0]))
         return 0

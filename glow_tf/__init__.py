@@ -16,10 +16,30 @@ The package is laid out in rooms:
   glow-evaluate, glow-export), their flags made from the configs.
 """
 
-from glow_tf import layers
+import importlib
+
 from glow_tf.config import GlowConfig, TrainingConfig
 from glow_tf.datasets import DataConfig
-from glow_tf.model import Glow
 
 __all__ = ["DataConfig", "Glow", "GlowConfig", "TrainingConfig", "layers"]
 __version__ = "0.2.0"
+
+# Keras picks its backend when it is first imported. The configs import
+# without it; Glow and the layers import it when first asked for, so that
+# the command-line tools can choose the backend (--backend) after reading
+# their flags. `from glow_tf import Glow` works as ever.
+_LAZY = {"Glow": ("glow_tf.model", "Glow"), "layers": ("glow_tf.layers", None)}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'glow_tf' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})

@@ -21,6 +21,10 @@ OPTIMIZERS = ("adamax", "adam")
 TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
+THREADS_PER_OP = ("auto", "one", "all")
+# Coupling networks at most this wide make ops too small to split over a
+# CPU's cores: one thread per op is faster (docs/performance.md).
+NARROW_WIDTH = 64
 
 
 def setting(default, help, *, choices=None, flag=True):
@@ -246,6 +250,14 @@ class TrainingConfig(_Config):
         "Training steps per call of the compiled step: fewer Python round trips for small "
         "models.",
     )
+    threads_per_op: str = setting(
+        "auto",
+        "TensorFlow CPU threads per op: one (several ops run side by side instead), all "
+        "(TensorFlow's default: each op split over every core), or auto: one when the "
+        f"coupling networks are at most {NARROW_WIDTH} channels wide, whose ops are too "
+        "small to split (docs/performance.md). No effect on JAX or on a GPU.",
+        choices=THREADS_PER_OP,
+    )
 
     def __post_init__(self):
         if self.clipnorm is None:  # config.json files that spelt "off" as null
@@ -273,6 +285,11 @@ class TrainingConfig(_Config):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
         precision_lib.from_mixed_precision(self.mixed_precision)
+        if self.threads_per_op not in THREADS_PER_OP:
+            raise ValueError(
+                f"threads_per_op={self.threads_per_op!r}: expected one of "
+                f"{', '.join(THREADS_PER_OP)}."
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}."
@@ -282,3 +299,18 @@ class TrainingConfig(_Config):
     def precision(self):
         """The `glow_tf.precision` name of `mixed_precision`."""
         return precision_lib.from_mixed_precision(self.mixed_precision)
+
+
+def one_thread_per_op(threads_per_op, hidden_channels):
+    """Whether TensorFlow should run each CPU op on one thread, for a model of this width.
+
+    `threads_per_op` is TrainingConfig.threads_per_op: "one", "all", or
+    "auto" (one for coupling networks at most NARROW_WIDTH channels wide).
+    """
+    if threads_per_op not in THREADS_PER_OP:
+        raise ValueError(
+            f"threads_per_op={threads_per_op!r}: expected one of {', '.join(THREADS_PER_OP)}."
+        )
+    if threads_per_op == "auto":
+        return hidden_channels <= NARROW_WIDTH
+    return threads_per_op == "one"

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from glow_tf import checks, quantization
+from glow_tf.compiled import Compiled
 from glow_tf.config import GlowConfig
 from glow_tf.layers import (
     ActNorm,
@@ -90,6 +91,7 @@ class Glow(keras.Model):
                 name="classifier",
             )
         self.seed_generator = keras.random.SeedGenerator(config.seed)
+        self._compiled_functions = {}
         self.build((None, *config.image_shape))
 
     def build(self, input_shape):
@@ -110,15 +112,25 @@ class Glow(keras.Model):
     # ---- the bijection x <-> (eps_1, ..., eps_L) ----
 
     def encode(self, x, labels=None):
-        """x (N, H, W, C) floats -> ([eps per level], logdet of shape (N,))."""
-        zs, logdet, _ = self._encode(x, labels)
-        return zs, logdet
+        """x (N, H, W, C) floats -> ([eps per level], logdet of shape (N,)).
+
+        On concrete inputs it runs as one compiled function (glow_tf.compiled),
+        traced at the first call; inside a traced function, op by op.
+        """
+        self._check_image_shape(x, "x")
+        labels = _as_labels(labels)
+        self._check_labels(labels, x)
+        if checks.is_symbolic(x):
+            zs, logdet, _ = self._encode(x, labels)
+            return zs, logdet
+        x = ops.cast(x, FLOW_DTYPE)
+        encode = self._compiled("encode")
+        return encode(x) if labels is None else encode(x, ops.cast(labels, "int32"))
 
     def _encode(self, x, labels):
         """`encode`, plus the top latent before its prior (the classifier's input)."""
         self._check_image_shape(x, "x")
-        if isinstance(labels, (int, list, tuple)):
-            labels = np.asarray(labels)
+        labels = _as_labels(labels)
         self._check_labels(labels, x)
         h, logdet = ops.cast(x, FLOW_DTYPE), 0.0
         zs = []
@@ -133,14 +145,25 @@ class Glow(keras.Model):
         return zs, logdet + prior_logdet, h
 
     def decode_with_logdet(self, zs, labels=None):
-        """[eps per level] -> (x, log|det dx/d eps| of shape (N,))."""
+        """[eps per level] -> (x, log|det dx/d eps| of shape (N,)).
+
+        Compiled like `encode` (and so are `decode` and `sample`, which call it).
+        """
         if len(zs) != len(self.latent_shapes):
             raise ValueError(
                 f"Got {len(zs)} latents; this model has {len(self.latent_shapes)} "
                 f"levels with latent shapes {self.latent_shapes}."
             )
-        zs = [ops.cast(z, FLOW_DTYPE) for z in zs]
+        labels = _as_labels(labels)
         self._check_labels(labels, zs[0])
+        zs = [ops.cast(z, FLOW_DTYPE) for z in zs]
+        if checks.is_symbolic(zs[0]):
+            return self._decode(zs, labels)
+        decode = self._compiled("decode")
+        return decode(zs) if labels is None else decode(zs, ops.cast(labels, "int32"))
+
+    def _decode(self, zs, labels):
+        zs = list(zs)
         h, logdet = self.top_prior(zs.pop(), inverse=True, labels=labels)
         for layer in reversed(self.flow):
             if isinstance(layer, SplitPrior):
@@ -175,7 +198,31 @@ class Glow(keras.Model):
         """
         self._check_image_shape(images, "images")
         checks.check_images(images, "images", "bits_per_dim")
-        return self._bits_per_dim(images, labels, seed)[0]
+        if checks.is_symbolic(images):
+            return self._bits_per_dim(images, _as_labels(labels), seed)[0]
+        return self._encode_images(images, labels, seed)[2]
+
+    def encode_images(self, images, labels=None, seed=None):
+        """Dequantises uint8 images and encodes them: (x, [eps per level], bits/dim).
+
+        x is the dequantised input (N, H, W, C) in [-0.5, 0.5), the latents
+        are `encode(x)`'s and the bits/dim (N,) `bits_per_dim(images)`'s: one
+        pass of the compiled `encode` gives all three. `seed` as in
+        `bits_per_dim`; concrete inputs only.
+        """
+        self._check_image_shape(images, "images")
+        checks.check_images(images, "images", "encode_images")
+        return self._encode_images(images, labels, seed)
+
+    def _encode_images(self, images, labels, seed):
+        x = quantization.dequantize(
+            images, self.config.n_bits, seed=self.seed_generator if seed is None else seed
+        )
+        zs, logdet = self.encode(x, labels)
+        bpd = quantization.bits_per_dim(
+            _log_density(zs, logdet), self.config.num_dims, self.config.n_bits
+        )
+        return x, zs, bpd
 
     def _bits_per_dim(self, images, labels, seed):
         self._check_image_shape(images, "images")
@@ -303,6 +350,30 @@ class Glow(keras.Model):
     def evaluate(self, x=None, *args, **kwargs):
         _check_input_dtype(x, "evaluate")
         return super().evaluate(x, *args, **kwargs)
+
+    # ---- compiled functions ----
+
+    def _compiled(self, name):
+        """The compiled `encode` or `decode` of this model, made at its first use."""
+        if name not in self._compiled_functions:
+            batch = lambda shape: (None, *shape)  # noqa: E731  (any batch size)
+            conditional = self.config.num_classes > 0
+            labels = [((None,), "int32")] if conditional else []
+            if name == "encode":
+                function = lambda x, labels=None: self._encode(x, labels)[:2]  # noqa: E731
+                specs = [(batch(self.config.image_shape), FLOW_DTYPE), *labels]
+            else:
+                function = self._decode
+                if not conditional:
+                    function = lambda zs: self._decode(zs, None)  # noqa: E731
+                specs = [[(batch(s), FLOW_DTYPE) for s in self.latent_shapes], *labels]
+            self._compiled_functions[name] = Compiled(self, function, specs)
+        return self._compiled_functions[name]
+
+    @property
+    def traces(self):
+        """{name: how often it was traced} of the compiled encode and decode."""
+        return {name: f.traces for name, f in self._compiled_functions.items()}
 
     # ---- helpers ----
 
@@ -439,6 +510,11 @@ class _MeanLoss(keras.losses.Loss):
 
 
 _MEAN_OVER_REPLICA_BATCH = _MeanLoss()
+
+
+def _as_labels(labels):
+    """Python ints and sequences as a NumPy array; arrays and tensors as they are."""
+    return np.asarray(labels) if isinstance(labels, (int, list, tuple)) else labels
 
 
 def _log_density(zs, logdet):

@@ -6,7 +6,10 @@ policy. Only the coupling networks (`glow_tf.layers.networks.CouplingNetwork`)
 follow the global policy: under "bfloat16" or "float16" they compute in that
 type and keep float32 weights. That is where the FLOPs are.
 
-Backend-agnostic: Keras only, so it runs on JAX without TensorFlow.
+Backend-agnostic: Keras only, so it runs on JAX without TensorFlow. Keras
+is imported where it is used, so that the configs (which name the
+precisions) import without it: the command-line tools choose the backend
+before Keras starts.
 
 Example:
     >>> from glow_tf import precision
@@ -16,8 +19,6 @@ Example:
 """
 
 import contextlib
-
-import keras
 
 # Names users pick (the --mixed_precision flag) -> Keras dtype policies.
 POLICIES = {
@@ -53,6 +54,8 @@ def policy_name(precision):
 
 def set_precision(precision):
     """Sets the global dtype policy; call it before the model is built."""
+    import keras
+
     keras.mixed_precision.set_global_policy(policy_name(precision))
 
 
@@ -63,6 +66,8 @@ def precision_scope(precision):
     Only construction needs the scope: a layer keeps the policy it was built
     with, so the model may be compiled and trained after the scope closes.
     """
+    import keras
+
     previous = keras.mixed_precision.global_policy()
     set_precision(precision)
     try:
@@ -81,6 +86,8 @@ def with_loss_scaling(optimizer, precision):
     exponent range and needs none, so other precisions return `optimizer`
     unchanged.
     """
+    import keras
+
     policy_name(precision)
     if precision != "float16" or isinstance(
         optimizer, keras.optimizers.LossScaleOptimizer

@@ -137,14 +137,16 @@ def main(argv, flag_values=FLAGS):
     program = cli.program(argv)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from glow_tf.analysis import plots, scores
     from glow_tf.analysis.images import write_png
     from glow_tf.datasets import DataConfig, DatasetError
     from glow_tf.runs.files import write_json
-    from glow_tf.tf.pipelines import load_split
 
     try:
         check_options(flag_values)
+        model_flags.prepare_runtime(flag_values)  # before Keras starts
+        from glow_tf.analysis import plots, scores
+        from glow_tf.tf.pipelines import load_split
+
         model, data_config, run_dir, weights = model_flags.load_model(flag_values)
         ood_config = None
         if flag_values.ood_dataset:

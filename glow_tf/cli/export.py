@@ -33,9 +33,10 @@ def main(argv, flag_values=FLAGS):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # Not TensorFlow's (and JAX's) INFO lines about devices and how it stores each function.
     logging.set_verbosity(logging.WARNING)
-    from glow_tf.tf.export import check_export_dir, export_saved_model
-
     try:
+        model_flags.prepare_runtime(flag_values)  # before Keras starts
+        from glow_tf.tf.export import check_export_dir, export_saved_model
+
         check_export_dir(flag_values.out, "--out")
         model = model_flags.load_model(flag_values).model
     except (ValueError, OSError) as error:

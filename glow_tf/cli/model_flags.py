@@ -7,10 +7,12 @@ it. `glow_tf.runs.load_model` does the loading.
 """
 
 import collections
+import os
 
 from absl import flags
 
 import common_definitions as defs
+from glow_tf.cli import runtime
 from glow_tf.cli import settings as settings_lib
 from glow_tf.runs import folder
 
@@ -37,6 +39,41 @@ def define_model_flags(flag_values):
         flag_values=flag_values,
     )
     settings_lib.define_flags(flag_values, settings_lib.ARCHITECTURE)
+    runtime.define_flags(flag_values)
+
+
+def _run_dir(flag_values):
+    """--run_dir; without it and --weights, the newest run under checkpoints/ (or None)."""
+    from glow_tf.runs import newest_run
+
+    if flag_values.run_dir is None and flag_values.weights is None:
+        return newest_run(defs.CHECKPOINT_ROOT)
+    return flag_values.run_dir
+
+
+def prepare_runtime(flag_values):
+    """Chooses the backend and TensorFlow's CPU runtime (glow_tf.cli.runtime) for the model.
+
+    The run's config.json gives the model's width and its training's
+    threads_per_op; a lone weights file, the architecture flags. Call it before
+    anything imports Keras; it starts Keras. A config.json that cannot be
+    read is left to `load_model` to report.
+    """
+    hidden_channels, threads_per_op = flag_values.hidden_channels, "auto"
+    config_dir = _run_dir(flag_values)
+    if flag_values.weights is not None:
+        beside = os.path.dirname(os.path.abspath(flag_values.weights))
+        if os.path.isfile(os.path.join(beside, folder.CONFIG)):
+            config_dir = beside
+    if config_dir is not None:
+        try:
+            config = folder.RunDir(config_dir).read_config()
+            hidden_channels = config["model"]["hidden_channels"]
+            threads_per_op = config.get("training", {}).get("threads_per_op", "auto")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    runtime.prepare(flag_values.backend)
+    runtime.tune_tensorflow(threads_per_op, hidden_channels)
 
 
 Trained = collections.namedtuple("Trained", "model data run_dir weights")
@@ -51,16 +88,14 @@ def load_model(flag_values):
     user's errors.
     """
     from glow_tf.datasets import DataConfig
-    from glow_tf.runs import load_model, newest_run
+    from glow_tf.runs import load_model
 
-    run_dir, weights = flag_values.run_dir, flag_values.weights
+    run_dir, weights = _run_dir(flag_values), flag_values.weights
     if run_dir is None and weights is None:
-        run_dir = newest_run(defs.CHECKPOINT_ROOT)
-        if run_dir is None:
-            raise ValueError(
-                f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
-                "weights): train one with main.py, or pass --run_dir or --weights."
-            )
+        raise ValueError(
+            f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
+            "weights): train one with main.py, or pass --run_dir or --weights."
+        )
     given = settings_lib.explicit(flag_values, settings_lib.ARCHITECTURE)
     flagged = settings_lib.configs_from(settings_lib.settings_from_flags(
         flag_values, settings_lib.ARCHITECTURE

@@ -235,6 +235,7 @@ def main(argv, flag_values=FLAGS):
 
     try:
         check_options(flag_values)
+        model_flags.prepare_runtime(flag_values)  # before Keras starts
         trained = model_flags.load_model(flag_values)
         n = flag_values.n or defs.SAMPLE_N[flag_values.mode]
         if flag_values.mode == "manipulate":

@@ -12,6 +12,7 @@ command line beats both. The run lives in checkpoints/<dataset> unless
 from absl import app, flags
 
 from glow_tf import cli
+from glow_tf.cli import runtime
 from glow_tf.cli import settings as settings_lib
 
 FLAGS = flags.FLAGS
@@ -19,6 +20,7 @@ FLAGS = flags.FLAGS
 
 def define_flags(flag_values=FLAGS):
     settings_lib.define_flags(flag_values)
+    runtime.define_flags(flag_values)
 
 
 def main(argv, flag_values=FLAGS):
@@ -28,8 +30,10 @@ def main(argv, flag_values=FLAGS):
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)
+        runtime.prepare(flag_values.backend)  # before anything imports Keras
     except ValueError as error:
         cli.fail(program, error)
+    runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
     from glow_tf.datasets import DatasetError
     from glow_tf.runs import RunDirError

@@ -44,8 +44,12 @@ def split_channels(x, channels_first):
 
     Not two slices: TensorFlow's gradient of a slice scatters into a zero
     tensor of the full shape, once per slice; the gradient of a split is one
-    concatenation.
+    concatenation. Equal halves (every split of a Glow whose channels are
+    even) are split by count: split points make Keras' TensorFlow backend
+    compute the sizes with seven more ops, twice per coupling.
     """
+    if 2 * channels_first == x.shape[-1]:
+        return ops.split(x, 2, axis=-1)
     return ops.split(x, [channels_first], axis=-1)
 
 
@@ -55,3 +59,15 @@ def num_pixels(x):
     for dim in x.shape[1:-1]:
         count *= dim
     return count
+
+
+def matmul_channels(x, kernel):
+    """x (..., C_in) times kernel (C_in, C_out): a linear map of the channels at every pixel.
+
+    As one 2-D matmul between reshapes. Keras' TensorFlow backend computes
+    the matmul of a 4-D tensor as a tensordot, which inside a function of
+    any batch size (glow_tf.compiled) works out the shapes with some ten
+    more ops per call.
+    """
+    y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), kernel)
+    return ops.reshape(y, (-1, *x.shape[1:-1], kernel.shape[-1]))

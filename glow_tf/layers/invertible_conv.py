@@ -7,7 +7,7 @@ import numpy as np
 import scipy.linalg
 from keras import ops
 
-from glow_tf.layers.base import Bijector, num_pixels, per_example
+from glow_tf.layers.base import Bijector, matmul_channels, num_pixels, per_example
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -92,11 +92,11 @@ class Invertible1x1Conv(Bijector):
         return ops.sum(ops.log(ops.abs(ops.diagonal(r))))
 
     def forward(self, x):
-        y = ops.matmul(x, ops.transpose(self.weight()))
+        y = matmul_channels(x, ops.transpose(self.weight()))
         return y, per_example(num_pixels(x) * self.log_abs_det_weight(), x)
 
     def inverse(self, y):
-        x = ops.matmul(y, ops.transpose(self.inverse_weight()))
+        x = matmul_channels(y, ops.transpose(self.inverse_weight()))
         return x, per_example(-num_pixels(y) * self.log_abs_det_weight(), y)
 
     def inverse_weight(self):

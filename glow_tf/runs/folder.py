@@ -2,10 +2,15 @@
 
     <run_dir>/
       config.json           {"model": GlowConfig, "data": DataConfig, "training": TrainingConfig}
-      newest.weights.h5     weights after the latest finished epoch
-      best.weights.h5       weights of the epoch with the lowest test bits/dim
-      metrics.json          per-epoch progress; the final test bits/dim once finished
-      backup/               BackupAndRestore state: weights + optimizer + epoch
+      newest.weights.h5     weights after the latest epoch (Keras' format; written
+                            when training ends, and meanwhile every minute or so)
+      best.weights.h5       weights of the epoch with the lowest test bits/dim (same)
+      metrics.json          per-epoch progress (and the Keras backend of the latest
+                            epoch); the final test bits/dim once finished
+      backup/state.npz      the state a resumed run starts from: weights, optimizer,
+                            step count (glow_tf.runs.state), after every epoch and
+                            every --backup_every steps
+      backup/best.npz       the best epoch's weights, until best.weights.h5 has them
       logs/                 TensorBoard: train/, validation/ (Keras), glow/ (ours)
 
 Every file is written through `glow_tf.runs.files`, so a crash never leaves
@@ -26,8 +31,14 @@ METRICS = "metrics.json"
 NEWEST_WEIGHTS = "newest.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
 BACKUP = "backup"
-# The name Keras' BackupAndRestore gives its weights file inside BACKUP.
-BACKUP_WEIGHTS = "latest.weights.h5"
+# Inside BACKUP (glow_tf.runs.state): the state a resumed run starts from
+# (weights, optimizer, step count), and the best epoch's weights until the
+# next write of best.weights.h5.
+BACKUP_STATE = "state.npz"
+BEST_STATE = "best.npz"
+# The backup of runs made before BACKUP_STATE: Keras BackupAndRestore's
+# weights file, which resuming still reads.
+LEGACY_BACKUP_WEIGHTS = "latest.weights.h5"
 LOGS = "logs"
 # The one writer's lock (see RunDir.lock); it holds that process's id.
 LOCK = ".lock"
@@ -36,7 +47,7 @@ WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
 # more epochs extend it, how often it backs up does not change the result,
 # and a lower learning rate or gradient clipping is how a run that diverged
 # goes on from its last good backup. Nor do the ways of computing the same
-# step: XLA, steps per execution, rematerialisation and the devices
+# step: XLA, steps per execution, rematerialisation, threads and the devices
 # (--batch_size is the global batch, so the steps are the same on any number
 # of them). Not mixed_precision: it changes the numbers trained on, and
 # float16 adds loss-scale state to the optimizer that a backup without it
@@ -45,6 +56,7 @@ MAY_CHANGE_ON_RESUME = (
     ("training", "epochs"), ("training", "backup_every"),
     ("training", "lr"), ("training", "clipnorm"), ("training", "jit"),
     ("training", "steps_per_execution"), ("training", "remat"), ("training", "strategy"),
+    ("training", "threads_per_op"),
 )
 
 
@@ -87,9 +99,12 @@ class RunDir:
             raise ValueError(f"which={which!r}: expected one of {', '.join(WEIGHTS)}.")
         return self.file(WEIGHTS[which])
 
+    def backup(self, name=BACKUP_STATE):
+        return os.path.join(self.backup_dir, name)
+
     def has_backup(self):
         """Whether an interrupted (or finished) run left a state to resume."""
-        return os.path.exists(os.path.join(self.backup_dir, BACKUP_WEIGHTS))
+        return any(os.path.exists(self.backup(n)) for n in (BACKUP_STATE, LEGACY_BACKUP_WEIGHTS))
 
     def read_config(self):
         path = self.file(CONFIG)

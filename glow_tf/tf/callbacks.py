@@ -1,9 +1,9 @@
 """The callbacks of a training run: its checkpoints, and stopping when it diverges.
 
-`RunCheckpoint` keeps a run folder's files current. Keras' ModelCheckpoint
-and BackupAndRestore write their files in place, so a crash during a write
-can leave a torn file where a good one stood; every file here is written to
-a temp file beside the target and moved over it with `os.replace`.
+`RunCheckpoint` keeps a run folder's files current. Every file is written
+to a temp file beside the target and moved over it with `os.replace`
+(glow_tf.runs.files), so a crash during a write never leaves a torn file
+where a good one stood.
 
 `StopOnDivergence` stops a run whose loss or weights stop being finite. A
 NaN or inf loss usually follows an update that put NaN or inf into the
@@ -13,43 +13,58 @@ an epoch's end whose weights are not finite, and every checkpoint write
 first checks the weights (`weights_are_finite`), which keeps the files on
 disk at the last finite state.
 
-Both are backend-agnostic Keras callbacks.
+Both are backend-agnostic Keras callbacks. On JAX, Keras keeps the
+weights apart from the model during an epoch and reattaches them when a
+callback reads `self.model`, so the per-step hooks here read only the logs
+and a Python step count, and touch the model when they write.
 """
 
 import math
 import os
 import shutil
+import time
+import weakref
 
 import keras
 import numpy as np
 from keras import ops
 
-from glow_tf.runs import files
+from glow_tf.runs import files, state
+from glow_tf.runs.folder import BEST_STATE, LEGACY_BACKUP_WEIGHTS
+
+# Seconds between two writes of newest.weights.h5 and best.weights.h5 while
+# a run trains (they are always written when it ends): Keras takes about a
+# second for a deep Glow's file, against seconds per epoch of the digits
+# model, and the backup (glow_tf.runs.state) is what a resumed run reads.
+KERAS_WEIGHTS_EVERY = 60.0
 
 
-class RunCheckpoint(keras.callbacks.BackupAndRestore):
-    """Writes a run folder's weights, backup and metrics; resumes from the backup.
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes a run folder's backup, weights and metrics; resumes from the backup.
 
-    - Every `backup_every` training steps: the backup (model weights with the
-      optimizer's state, so the step count and the learning-rate schedule
-      continue, plus the epoch) that an interrupted run resumes from; not
-      on an epoch's last step, whose end writes it anyway.
-    - After every epoch: newest.weights.h5, best.weights.h5 when the test
-      bits/dim (`val_loss`) is the lowest so far, metrics.json, and the
-      backup. The weights are serialised once and copied, since saving a
-      deep Glow costs seconds.
+    - After every epoch, and `backup_every` training steps after the last
+      backup: the backup
+      (backup/state.npz: the weights with the optimizer's state, so the step
+      count and the learning-rate schedule continue). Not on an epoch's last
+      step, whose end writes it anyway.
+    - After every epoch: metrics.json, and backup/best.npz when the test
+      bits/dim (`val_loss`) is the lowest so far.
+    - newest.weights.h5 and best.weights.h5 (Keras' format, what
+      `glow_tf.runs.load_model` reads): when training ends, and after an
+      epoch when `keras_weights_every` seconds have passed since they were
+      last written. A run that stops on a non-finite loss leaves them at
+      its last finite state.
 
-    When `fit` starts, Keras' BackupAndRestore restores the backup's
-    weights and optimizer state. Where the run stood is read from the
-    restored step count s (which lives in the same file, so it always
-    matches the weights): epoch s // steps_per_epoch, with
-    s % steps_per_epoch of its steps done. A run killed mid-epoch goes on
-    with the rest of that epoch, as many steps as it had left (on a fresh
-    shuffle of the data: the data pipeline's position is not saved), so a
-    run's step count is always epochs x steps_per_epoch however often it
-    was interrupted. A resumed run reads the best test bits/dim so far back
-    from metrics.json. Nothing is written while the loss or the weights are
-    not finite, so the files keep the last finite state.
+    When `fit` starts, the backup's weights and optimizer state are restored
+    (a backup of an older version, Keras' backup/latest.weights.h5, too).
+    Where the run stood is read from the restored step count s: epoch
+    s // steps_per_epoch, with s % steps_per_epoch of its steps done. A run
+    killed mid-epoch goes on with the rest of that epoch, as many steps as
+    it had left (on a fresh shuffle of the data: the data pipeline's
+    position is not saved), so a run's step count is always epochs x
+    steps_per_epoch however often it was interrupted. A resumed run reads
+    the best test bits/dim so far back from metrics.json and its weights
+    from backup/best.npz.
 
     Args:
         run: the `glow_tf.runs.RunDir`.
@@ -57,44 +72,76 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
         backup_every: training steps between backups.
         steps_per_epoch: training steps in one epoch.
         resume: whether this continues the run whose files are there.
+        keras_weights_every: seconds between writes of the Keras weights
+            files during training (0: after every epoch; None:
+            KERAS_WEIGHTS_EVERY).
     """
 
-    def __init__(self, run, epochs, backup_every, steps_per_epoch, resume=False):
-        super().__init__(run.backup_dir, save_freq=backup_every, delete_checkpoint=False)
+    def __init__(self, run, epochs, backup_every, steps_per_epoch, resume=False,
+                 keras_weights_every=None):
+        super().__init__()
         self.run = run
         self.epochs = epochs
+        self.backup_every = backup_every
         self.steps_per_epoch = steps_per_epoch
+        self.keras_weights_every = (
+            KERAS_WEIGHTS_EVERY if keras_weights_every is None else keras_weights_every)
         # The step count of the newest backup on disk (0: none yet).
         self.backup_step = 0
+        self._step = self._epoch = 0
+        self._steps_per_call = 1
         self._ending_epoch_early = False
         previous = run.read_metrics() if resume else {}
         self.best = previous.get("best_test_bits_per_dim", math.inf)
         self.best_epoch = previous.get("best_epoch")
+        self._best_values = None
+        # The weights and step of the last epoch's end, which newest.weights.h5
+        # holds once written; and whether the Keras files hold the latest.
+        self._newest_values = self._newest_step = None
+        self._keras_files_current = True
+        self._keras_written_at = time.monotonic()
+
+    # ---- resuming ----
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        super().on_train_begin(logs)
-        self.backup_step = self._step()
-        epoch = self.backup_step // self.steps_per_epoch
-        # Overrides the epoch Keras read from training_metadata.json, which
-        # is written after the weights and may lag behind them.
-        self.model._initial_epoch = self._current_epoch = epoch
+        os.makedirs(self.run.backup_dir, exist_ok=True)
+        model = self.model
+        if os.path.exists(self.run.backup()):
+            state.restore(self.run.backup(), model, model.optimizer)
+        elif os.path.exists(self.run.backup(LEGACY_BACKUP_WEIGHTS)):
+            model.load_weights(self.run.backup(LEGACY_BACKUP_WEIGHTS))
+        _forget_host_copy()
+        if self.best_epoch is not None and os.path.exists(self.run.backup(BEST_STATE)):
+            self._best_values = state.read(self.run.backup(BEST_STATE))[1]
+        self._step = self.backup_step = _step(model)
+        self._steps_per_call = getattr(model, "steps_per_execution", 1) or 1
+        self._epoch = self._step // self.steps_per_epoch
+        model._initial_epoch = self._epoch
+
+    # ---- every step ----
 
     def on_epoch_begin(self, epoch, logs=None):
-        # Keras sets this only at the end of an epoch, so the backups taken
-        # inside the first epoch of a resumed run would name epoch 0.
-        self._current_epoch = epoch
+        self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if _finite((logs or {}).get("loss")):
-            super().on_train_batch_end(batch, logs)
+        if self._steps_per_call == 1:
+            self._step += 1
+        else:
+            # Keras calls this once per call of several steps, the last of
+            # which may have run fewer: the optimizer counts them.
+            self._step = _step(self.model)
+        epoch_end_step = (self._epoch + 1) * self.steps_per_epoch
+        if (self._step - self.backup_step >= self.backup_every and self._step < epoch_end_step
+                and _finite((logs or {}).get("loss"))):
+            self._write_backup()
         # A resumed epoch ends when the epoch's steps are done, before the
         # data runs out; on_epoch_end lets training go on.
-        epoch_end_step = (self._current_epoch + 1) * self.steps_per_epoch
         early = batch + 1 < self.steps_per_epoch
-        if early and self._step() >= epoch_end_step and not self.model.stop_training:
+        if early and self._step >= epoch_end_step:
             self._ending_epoch_early = True
             self.model.stop_training = True
+
+    # ---- every epoch ----
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -102,50 +149,78 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
             return
         if self._ending_epoch_early:
             self.model.stop_training = self._ending_epoch_early = False
-        newest = self.run.weights("newest")
-        files.save_weights(self.model, newest)
+        values = _weight_values(self.model)
         test = logs.get("val_loss")
         if _finite(test) and test < self.best:
-            _copy(newest, self.run.weights("best"))
-            self.best, self.best_epoch = float(test), epoch + 1
+            self.best, self.best_epoch, self._best_values = float(test), epoch + 1, values
+            state.write(self.run.backup(BEST_STATE), self.model, values, self._step)
         self.run.write_metrics(
             {
                 "epochs": self.epochs,
                 "epochs_completed": epoch + 1,
-                "steps": int(ops.convert_to_numpy(self.model.optimizer.iterations)),
+                "steps": self._step,
                 "train_bits_per_dim": float(logs["loss"]),
                 "test_bits_per_dim": _float(test),
                 "best_test_bits_per_dim": _float(self.best),
                 "best_epoch": self.best_epoch,
+                "backend": keras.backend.backend(),
                 "finished": False,
             }
         )
         # Last: a crash before this point reruns the epoch, never skips it.
-        self._current_epoch, self._last_batch_seen = epoch + 1, 0
-        self._batches_seen_since_last_saving = 0
-        _copy(newest, self._weights_path)
-        self._write_metadata()
-        self.backup_step = self._step()
+        self._write_backup(values)
+        self._newest_values, self._newest_step = values, self._step
+        self._keras_files_current = False
+        if time.monotonic() - self._keras_written_at >= self.keras_weights_every:
+            self._write_keras_weights()
 
-    def _save_model(self):
-        """A mid-epoch backup (Keras calls this every `save_freq` steps)."""
-        if self._step() >= (self._current_epoch + 1) * self.steps_per_epoch:
-            return  # the epoch's last step: on_epoch_end writes the backup
-        if not weights_are_finite(self.model):
-            return
-        files.save_weights(self.model, self._weights_path)
-        self._write_metadata()
-        self.backup_step = self._step()
+    def on_train_end(self, logs=None):
+        if self._newest_values is not None and not self._keras_files_current:
+            self._write_keras_weights()
 
-    def _step(self):
-        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+    # ---- writing ----
 
-    def _write_metadata(self):
-        # Keras' format, kept for tools that read it. It is replaced after
-        # the weights, so a crash between the two leaves it behind them; a
-        # resumed run reads its epoch from the weights' step count instead.
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        files.write_json(self._training_metadata_path, metadata)
+    def _write_backup(self, values=None):
+        model = self.model
+        if values is None:
+            if not weights_are_finite(model):
+                return
+            values = _weight_values(model)
+        optimizer_values = state.host_values(model.optimizer.variables)
+        state.write(self.run.backup(), model, values, self._step, model.optimizer,
+                    optimizer_values)
+        self.backup_step = self._step
+
+    def _write_keras_weights(self):
+        """newest.weights.h5 and best.weights.h5, from the weights they stand for.
+
+        The model's own weights may be later ones (a run that diverged
+        after its last epoch) or, for best, earlier: such weights are
+        assigned for the write, and the model's put back after it.
+        """
+        model = self.model
+        current = None
+        if _step(model) != self._newest_step:
+            current = _weight_values(model)
+            state.assign(model.weights, self._newest_values)
+        newest = self.run.weights("newest")
+        files.save_weights(model, newest)
+        if self._best_values is self._newest_values:
+            _copy(newest, self.run.weights("best"))
+        elif self._best_values is not None:
+            if current is None:
+                current = self._newest_values
+            state.assign(model.weights, self._best_values)
+            files.save_weights(model, self.run.weights("best"))
+        if current is not None:
+            state.assign(model.weights, current)
+        _forget_host_copy()
+        self._keras_files_current = True
+        self._keras_written_at = time.monotonic()
+
+
+def _step(model):
+    return int(ops.convert_to_numpy(model.optimizer.iterations))
 
 
 def _copy(source, target):
@@ -194,15 +269,36 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     def _stop(self, reason):
         if self.step is None:
-            self.step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+            self.step = _step(self.model)
             self.epoch, self.reason = self._epoch + 1, reason
         self.model.stop_training = True
 
 
+# The host copy of a model's weights at one step count, shared by the
+# callbacks that look at the weights at an epoch's end (the divergence
+# check, the test pass, the summaries, the checkpoint): one copy, not four.
+_HOST_COPY = {"model": lambda: None, "step": None, "values": None}
+
+
+def _weight_values(model):
+    """`state.host_values(model.weights)`, copied once per model and step count."""
+    step = _step(model)
+    if _HOST_COPY["model"]() is not model or _HOST_COPY["step"] != step:
+        _forget_host_copy()
+        values = state.host_values(model.weights)
+        _HOST_COPY.update(model=weakref.ref(model), step=step, values=values)
+    return _HOST_COPY["values"]
+
+
+def _forget_host_copy():
+    """After weights were assigned: the next `_weight_values` copies them anew."""
+    _HOST_COPY.update(model=lambda: None, step=None, values=None)
+
+
 def weights_are_finite(model):
     """Whether every weight of the model (optimizer state excluded) is finite."""
-    # On the host: three eager backend ops per variable cost 0.5 s for the
-    # ~1,300 variables of the digits Glow, a copy to NumPy 0.2 s.
-    return all(
-        np.isfinite(ops.convert_to_numpy(v)).all() for v in model.weights if "float" in v.dtype
-    )
+    if getattr(model, "optimizer", None) is None:
+        values = state.host_values(model.weights)
+    else:
+        values = _weight_values(model)
+    return all(np.isfinite(v).all() for v in values if v.dtype.kind == "f")

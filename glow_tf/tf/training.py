@@ -14,14 +14,13 @@ from keras import ops
 from glow_tf import precision as precision_lib
 from glow_tf.model import Glow
 from glow_tf.runs import RunDir, load_model
-from glow_tf.tf import distribute
+from glow_tf.tf import distribute, optimizers
 from glow_tf.tf import pipelines
 from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
+from glow_tf.tf.test_pass import TestPass
 
-# Test images behind the TensorBoard latent statistics and reconstructions.
-SUMMARY_TEST_IMAGES = 256
 SAMPLE_TEMPERATURE = 0.7
 
 
@@ -32,13 +31,12 @@ class TrainingDiverged(RuntimeError):
 def make_optimizer(config, steps_per_epoch, model=None):
     """The optimizer with its linear-warmup schedule, and loss scaling for float16.
 
+    Adam or Adamax with a fused update on TensorFlow (glow_tf.tf.optimizers).
+
     Weight decay needs the model, whose convolution kernels it decays.
     """
     schedule = LinearWarmup(config.lr, round(config.warmup * steps_per_epoch))
-    optimizer_class = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam}[
-        config.optimizer
-    ]
-    optimizer = optimizer_class(
+    optimizer = optimizers.OPTIMIZERS[config.optimizer](
         learning_rate=schedule, clipnorm=config.clipnorm or None,
         weight_decay=config.weight_decay or None,
     )
@@ -64,6 +62,8 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
     creation, and XLA and steps_per_execution are compile arguments.
 
     Args:
+        test: `fit`'s validation data, or None (train_and_evaluate scores
+            the test split in its own callback, glow_tf.tf.test_pass).
         init_images: uint8 training images for `Glow.initialize`, or None
             when resuming (the restored weights hold the initialisation).
         callbacks: passed to `fit`.
@@ -121,7 +121,9 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
 
     Returns:
         the trained model and the metrics written to metrics.json, whose
-        "test_bits_per_dim" is the final weights' test bits/dim.
+        "test_bits_per_dim" is the final weights' test bits/dim (the test
+        pass of glow_tf.tf.test_pass: dequantisation noise of seed
+        `training_config.seed`, the same in every epoch).
     """
     if model_config.image_shape != data_config.image_shape:
         raise ValueError(
@@ -163,25 +165,30 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     try:
         resuming = run.has_backup()
         init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
-        test_images, test_labels = pipelines.take_examples(test, SUMMARY_TEST_IMAGES)
 
         divergence = StopOnDivergence()
+        test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
         checkpoint = RunCheckpoint(
             run, training_config.epochs, training_config.backup_every, steps_per_epoch,
             resume=resuming,
         )
+        # In this order: each epoch's test pass puts val_loss in the logs that
+        # the summaries, TensorBoard and the checkpoint read.
         all_callbacks = [
             divergence,
+            test_pass,
             GlowSummaries(
-                f"{run.log_dir}/glow", test_images, temperature=SAMPLE_TEMPERATURE,
-                seed=training_config.seed, test_labels=test_labels,
+                f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
+                seed=training_config.seed,
             ),
-            keras.callbacks.TensorBoard(run.log_dir),
+            # No graph: it would serialise the training step's tens of
+            # thousands of nodes into the event file.
+            keras.callbacks.TensorBoard(run.log_dir, write_graph=False),
             checkpoint,
             *callbacks,
         ]
         model, _ = build_and_fit(
-            model_config, training_config, train, test,
+            model_config, training_config, train, None,
             init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
             verbose=verbose, distribution=distribution,
         )
@@ -189,14 +196,14 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         if divergence.step is not None:
             raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
         metrics = run.read_metrics()
-        test_bits_per_dim = float(model.evaluate(test, verbose=0))
-        metrics.update(
-            test_bits_per_dim=test_bits_per_dim,
-            steps=int(ops.convert_to_numpy(model.optimizer.iterations)),
-            finished=True,
-        )
+        steps = int(ops.convert_to_numpy(model.optimizer.iterations))
+        # The last epoch's test pass scored these weights already, unless no
+        # epoch ran (a run resumed from the backup of its last step).
+        if test_pass.step != steps:
+            test_pass.run(model)
+        metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
         run.write_metrics(metrics)
-        print(f"Test bits/dim: {test_bits_per_dim:.4f} (run folder: {run.path})")
+        print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
         return model, metrics
     finally:
         run.unlock()

@@ -13,7 +13,7 @@ from glow_tf.layers import (
     SplitPrior,
     Squeeze,
 )
-from glow_tf.layers.networks import CouplingNetwork
+from glow_tf.layers.networks import CouplingNetwork, conv_same
 from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
 
 
@@ -174,3 +174,17 @@ def test_split_prior_scores_factored_half_under_its_gaussian():
     np.testing.assert_allclose(eps, (x[..., 2:] - mean) / np.exp(log_scale), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(to_numpy(logdet), -log_scale.sum(axis=(1, 2, 3)), rtol=1e-5)
     assert to_numpy(ops.convert_to_tensor(logdet)).dtype == np.float32
+
+
+@pytest.mark.parametrize("height, width, channels_in, channels_out", [
+    (4, 4, 2, 16), (2, 2, 16, 8), (4, 2, 3, 5), (1, 1, 4, 4),
+])
+def test_small_images_convolve_as_one_matmul_to_the_same_values(height, width, channels_in,
+                                                               channels_out):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, height, width, channels_in)).astype("float32")
+    kernel = rng.normal(size=(3, 3, channels_in, channels_out)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(conv_same(x, kernel)), to_numpy(ops.conv(x, kernel, padding="same")),
+        rtol=1e-5, atol=1e-5,
+    )

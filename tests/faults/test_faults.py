@@ -27,7 +27,7 @@ tf = pytest.importorskip("tensorflow")
 from glow_tf import DataConfig, Glow  # noqa: E402
 from glow_tf.cli import train  # noqa: E402
 from glow_tf.cli.settings import configs_for  # noqa: E402
-from glow_tf.runs import RunDir, RunDirError, load_model  # noqa: E402
+from glow_tf.runs import RunDir, RunDirError, load_model, state  # noqa: E402
 from glow_tf.tf import pipelines as data  # noqa: E402
 from glow_tf.tf import training  # noqa: E402
 from tests.bijector_checks import to_numpy  # noqa: E402
@@ -263,14 +263,18 @@ def test_divergence_stops_names_the_step_and_keeps_the_last_finite_files(tmp_pat
         "the last finite weights: newest of epoch 1, best of epoch 1. The same command "
         "with a lower --lr or with --clipnorm resumes from the backup of step 27."
     )
-    # Nothing changed after the poisoned update: not the backup due at step
-    # 32 (its loss was finite), nor anything else but TensorBoard's logs.
+    # Nothing was backed up after the poisoned update: not the backup due at
+    # step 32 (its loss was finite, its weights were not). The Keras weights
+    # files, written when training stopped, hold epoch 1's weights.
     after = snapshot(tmp_path)
-    assert {k: v for k, v in after.items() if not k.startswith("logs")} == {
-        k: v for k, v in poison.before.items() if not k.startswith("logs")
-    }
+    changed = {k for k in set(after) | set(poison.before)
+               if after.get(k) != poison.before.get(k) and not k.startswith("logs")}
+    assert changed == {"newest.weights.h5", "best.weights.h5"}
+    epoch_1 = state.read(tmp_path / "backup" / "best.npz")[1]
     for which in ("newest", "best"):
-        assert all(np.all(np.isfinite(to_numpy(w))) for w in load_model(tmp_path, which=which).model.weights)
+        loaded = load_model(tmp_path, which=which).model
+        for variable, value in zip(loaded.weights, epoch_1):
+            np.testing.assert_array_equal(to_numpy(variable), value, err_msg=variable.path)
 
     # The same command resumes from the backup of step 27 and completes.
     _, metrics = training.train_and_evaluate(*configs, tmp_path, verbose=0)
@@ -288,12 +292,11 @@ def test_a_huge_learning_rate_exits_with_the_step_from_main(run_main, tmp_path):
     assert 1 <= step <= STEPS_PER_EPOCH and "(epoch 1)" in error
     assert "has no weights of a finished epoch yet" in error
     assert not (run_dir / "newest.weights.h5").exists()
-    backup = run_dir / "backup" / "latest.weights.h5"
+    backup = run_dir / "backup" / "state.npz"
     if step > TINY["backup_every"]:
         # A backup was taken before the loss broke: it must hold finite weights.
-        model = Glow(tiny_configs()[0])
-        model.load_weights(backup)
-        assert all(np.all(np.isfinite(to_numpy(w))) for w in model.weights)
+        _, weights, optimizer = state.read(backup)
+        assert all(np.all(np.isfinite(w)) for w in weights + optimizer if w.dtype.kind == "f")
 
 
 # ---- a real process, SIGKILLed at random points ----
@@ -309,30 +312,33 @@ def check_weights_files(run_dir, test_images):
 
     checked = []
     files = {"newest": run_dir / "newest.weights.h5", "best": run_dir / "best.weights.h5",
-             "backup": run_dir / "backup" / "latest.weights.h5"}
+             "backup": run_dir / "backup" / "state.npz"}
     for which, path in files.items():
         if path.exists():
             model = Glow(GlowConfig.from_dict(RunDir(run_dir).read_config()["model"]))
-            model.load_weights(path)
+            if which == "backup":
+                state.restore(path, model)
+            else:
+                model.load_weights(path)
             assert np.all(np.isfinite(to_numpy(model.bits_per_dim(test_images, seed=0)))), which
             checked.append(which)
     return checked
 
 
-def wait_for_backup(process, metadata, newer_than, log):
-    """Waits until the process writes a backup; returns its metadata's mtime."""
+def wait_for_backup(process, backup, newer_than, log):
+    """Waits until the process writes a backup; returns the backup's mtime."""
     deadline = time.monotonic() + 240
-    while not (metadata.exists() and metadata.stat().st_mtime_ns > newer_than):
+    while not (backup.exists() and backup.stat().st_mtime_ns > newer_than):
         assert process.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "no backup within 240 s"
         time.sleep(0.02)
-    return metadata.stat().st_mtime_ns
+    return backup.stat().st_mtime_ns
 
 
 def test_sigkill_at_random_points_then_the_run_resumes_and_completes(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, str(ROOT / "main.py"), *KILL_ARGS, "--run_dir", str(run_dir)]
-    metadata = run_dir / "backup" / "training_metadata.json"
+    metadata = run_dir / "backup" / "state.npz"
     test_images = data.take_images(data.load_split(DataConfig("digits"), "test"), 16)
     rng = random.Random()
     history = []
@@ -352,7 +358,8 @@ def test_sigkill_at_random_points_then_the_run_resumes_and_completes(tmp_path):
             time.sleep(delay)
             process.send_signal(signal.SIGKILL)
             process.wait()
-        history.append(f"kill {kill}: {delay:.2f} s after a backup; {metadata.read_text()}")
+        history.append(f"kill {kill}: {delay:.2f} s after a backup of step "
+                       f"{state.read(metadata)[0]['step']}")
         assert process.returncode == -signal.SIGKILL, f"finished before the kill: {history}"
         assert check_weights_files(run_dir, test_images)[-1] == "backup", history
 

@@ -127,6 +127,6 @@ def test_real_command_lines(runs, tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert failed.returncode != 0
-    assert "--mode=zoom: value should be one of <samples|temperatures|interpolate|reconstruct>" in failed.stderr
+    assert "--mode=zoom: value should be one of <samples|temperatures|interpolate|reconstruct|manipulate>" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert snapshot(tmp_path, runs) == before

@@ -1,6 +1,7 @@
 """Training into a run folder: its contents, TensorBoard, resuming."""
 
 import json
+import math
 import os
 
 import keras
@@ -11,12 +12,13 @@ tf = pytest.importorskip("tensorflow")
 
 from glow_tf import DataConfig, Glow, GlowConfig, TrainingConfig, quantization  # noqa: E402
 from glow_tf.cli.settings import configs_for  # noqa: E402
-from glow_tf.runs import RunDir, RunDirMismatchError, files, load_model  # noqa: E402
+from glow_tf.runs import RunDir, RunDirMismatchError, files, load_model, state  # noqa: E402
 from glow_tf.runs.files import atomic_write  # noqa: E402
 from glow_tf.tf import pipelines as data  # noqa: E402
-from glow_tf.tf import training  # noqa: E402
+from glow_tf.tf import callbacks, training  # noqa: E402
 from glow_tf.tf.schedules import LinearWarmup  # noqa: E402
 from tests.bijector_checks import randomize_weights, to_numpy  # noqa: E402
+from tests.events import read_events  # noqa: E402
 
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch.
 TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
@@ -25,24 +27,6 @@ TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_eve
 
 def tiny_configs(**changes):
     return configs_for("digits", **{**TINY, **changes})
-
-
-def read_events(folder):
-    """{tag: [(step, value)]} of every event file under folder; images as uint8 arrays."""
-    found = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            if not name.startswith("events.out.tfevents"):
-                continue
-            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
-                for value in event.summary.value:
-                    tensor = tf.make_ndarray(value.tensor)
-                    if value.metadata.plugin_data.plugin_name == "images":
-                        # [width, height, PNG...]
-                        tensor = tf.io.decode_png(tensor[2]).numpy()
-                    tag = f"{os.path.relpath(root, folder)}/{value.tag}"
-                    found.setdefault(tag, []).append((event.step, tensor))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +39,13 @@ def finished_run(tmp_path_factory):
 def test_run_folder_holds_everything(finished_run):
     run_dir, _, metrics = finished_run
     for name in ("config.json", "metrics.json", "newest.weights.h5", "best.weights.h5",
-                 "backup/latest.weights.h5", "backup/training_metadata.json"):
+                 "backup/state.npz", "backup/best.npz"):
         assert (run_dir / name).is_file(), name
     assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name], "a temp file was left"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"]["k_glow"] == 1 and config["model"]["image_shape"] == [8, 8, 1]
     assert config["data"] == {"dataset": "digits", "img_size": 8, "channel_size": 1,
-                              "n_bits": 4, "data_dir": None}
+                              "n_bits": 4, "data_dir": None, "augment": False}
     assert config["training"]["epochs"] == 2
     stored = json.loads((run_dir / "metrics.json").read_text())
     assert stored == metrics
@@ -98,13 +82,27 @@ def test_tensorboard_holds_losses_latent_statistics_and_images(finished_run):
         variances = [float(v) for _, v in events[f"glow/z/level_{level}/variance"]]
         assert len(means) == len(variances) == 2
         assert all(abs(m) < 2 for m in means) and all(0 < v < 10 for v in variances)
-    # The last epoch's values are those of the final model on the test images.
-    test_images = data.take_images(data.load_split(DataConfig("digits"), "test"), 256)
-    zs, _ = model.encode(quantization.dequantize(test_images, 4, seed=0))
+    # The last epoch's values are those of the final model on the test split,
+    # dequantised as the test pass does: batches of 64, the last one padded,
+    # noise from a generator of the run's seed (0).
+    generator = keras.random.SeedGenerator(0)
+    zs, bpd = [[], []], []
+    for batch in data.load_split(DataConfig("digits"), "test").batch(64).as_numpy_iterator():
+        n = len(batch)
+        padded = np.concatenate([batch, np.repeat(batch[-1:], 64 - n, axis=0)])
+        x = quantization.dequantize(padded, 4, seed=generator)
+        for level, z in enumerate(model.encode(x)[0]):
+            zs[level].append(to_numpy(z)[:n].astype(np.float64))
+        bpd.append(to_numpy(model.log_prob(x))[:n])
     for level, z in enumerate(zs, start=1):
-        z = to_numpy(z).astype(np.float64)
+        z = np.concatenate(z)
+        assert len(z) == 360
         np.testing.assert_allclose(float(events[f"glow/z/level_{level}/mean"][-1][1]), z.mean(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(float(events[f"glow/z/level_{level}/variance"][-1][1]), z.var(), rtol=1e-4)
+    # The test loss is the bits/dim of the same pass: the bin term of 4 bits
+    # less log p(x) / (64 log 2) per image.
+    expected = np.mean(4.0 - np.concatenate(bpd) / (64 * np.log(2.0)))
+    assert float(events["validation/epoch_loss"][-1][1]) == pytest.approx(expected, abs=1e-5)
     (step, samples), = events["glow/samples/temperature_0.7"][-1:]
     assert step == 1 and samples.shape == (4 * 9 - 1, 4 * 9 - 1, 1) and samples.std() > 0
     _, grid = events["glow/reconstructions"][-1]
@@ -171,8 +169,7 @@ def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monke
     assert calls == [64]
     # Backups after steps 5, 10, 15, 20, 22 (end of epoch 1), 27, 32: the
     # last one after batch 9 (0-based) of the second epoch.
-    backup = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
-    assert backup == {"epoch": 1, "batch": 9}
+    assert state.read(tmp_path / "backup" / "state.npz")[0]["step"] == 32
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs_completed"] == 1
 
     record = Record()
@@ -187,23 +184,44 @@ def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monke
     assert metrics["test_bits_per_dim"] < 4.0
 
 
-def test_one_epoch_traces_its_step_once_and_writes_two_weights_files(tmp_path, monkeypatch):
-    traces, writes = [], []
-    train_step, save_weights = Glow.train_step, files.save_weights
+def test_a_run_traces_each_function_once_and_writes_keras_files_at_its_end(tmp_path, monkeypatch):
+    traces, states, keras_files = [], [], []
+    train_step, write_state, save_weights = Glow.train_step, state.write, files.save_weights
     # Called once per trace of the compiled step.
     monkeypatch.setattr(Glow, "train_step", lambda self, data: traces.append(1) or train_step(self, data))
-    monkeypatch.setattr(files, "save_weights",
-                        lambda model, path: writes.append(os.path.basename(path)) or save_weights(model, path))
-    training.train_and_evaluate(*tiny_configs(epochs=1, backup_every=11), tmp_path, verbose=0)
+    monkeypatch.setattr(state, "write", lambda path, *args, **kwargs: (
+        states.append(os.path.basename(path)) or write_state(path, *args, **kwargs)))
+    monkeypatch.setattr(files, "save_weights", lambda model, path: (
+        keras_files.append(os.path.basename(path)) or save_weights(model, path)))
+    monkeypatch.setattr(callbacks, "KERAS_WEIGHTS_EVERY", math.inf)
+    model, metrics = training.train_and_evaluate(
+        *tiny_configs(epochs=2, backup_every=11), tmp_path, verbose=0)
     # The optimizer is built before fit: a step whose first trace created its
-    # slot variables would be traced twice (minutes for a deep Glow).
+    # slot variables would be traced twice (minutes for a deep Glow). The
+    # test passes, the summaries and the final score share one compiled
+    # encode and one decode, each traced once for the whole run.
     assert len(traces) == 1, traces
-    # 22 steps, a backup due every 11: after step 11, and at step 22, where
-    # the end of the epoch writes the newest weights and copies them to the
-    # backup, so a backup written there too would only cost time.
-    assert writes == ["latest.weights.h5", "newest.weights.h5"]
-    backup = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
-    assert backup == {"epoch": 1, "batch": 0}
+    assert model.traces == {"encode": 1, "decode": 1}
+    # Backups after steps 11 and 33, and at each epoch's end (22, 44), where
+    # none is written for the step itself; best.npz when the test improves.
+    assert [name for name in states if name == "state.npz"] == ["state.npz"] * 4
+    assert set(states) - {"state.npz"} <= {"best.npz"}
+    assert state.read(tmp_path / "backup" / "state.npz")[0]["step"] == 44
+    # The Keras weights files once, at the end; best is a copy when it is newest.
+    expected = ["newest.weights.h5"] + (
+        [] if metrics["best_epoch"] == 2 else ["best.weights.h5"])
+    assert keras_files == expected
+
+
+def test_keras_weights_files_hold_the_newest_and_the_best_epoch(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "KERAS_WEIGHTS_EVERY", 0.0)  # after every epoch
+    model, metrics = training.train_and_evaluate(*tiny_configs(epochs=2), tmp_path, verbose=0)
+    best = state.read(tmp_path / "backup" / "best.npz")[1]
+    newest = load_model(tmp_path, which="newest").model
+    for loaded, expected in ((newest, [to_numpy(v) for v in model.weights]),
+                             (load_model(tmp_path, which="best").model, best)):
+        for variable, value in zip(loaded.weights, expected):
+            np.testing.assert_array_equal(to_numpy(variable), value, err_msg=variable.path)
 
 
 def test_more_epochs_continue_a_finished_run(tmp_path):
@@ -292,7 +310,7 @@ def test_written_files_get_ordinary_permissions(tmp_path):
 def test_a_killed_writers_temp_files_are_removed_on_the_next_start(tmp_path):
     (tmp_path / "backup").mkdir()
     stale = [tmp_path / ".newest.weights.h5.x1.tmp.weights.h5",
-             tmp_path / "backup" / ".latest.weights.h5.x2.tmp.weights.h5"]
+             tmp_path / "backup" / ".state.npz.x2.tmp.npz"]
     for path in stale:
         path.write_bytes(b"half a file")
     (tmp_path / "keep.txt").write_text("not ours")
@@ -333,3 +351,15 @@ def test_fit_refuses_a_dataset_of_float_images():
     ).batch(4)
     with pytest.raises(ValueError, match="images have dtype float32; Glow.evaluate expects"):
         model.evaluate(labelled, verbose=0)
+
+
+def test_backups_count_steps_when_a_call_runs_several(tmp_path, monkeypatch):
+    steps = []
+    write_state = state.write
+    monkeypatch.setattr(state, "write", lambda path, model, values, step, *args, **kwargs: (
+        steps.append((os.path.basename(path), step)) or write_state(path, model, values, step, *args, **kwargs)))
+    # Keras calls the callbacks once per call of 4 steps: after steps 4, 8, ...
+    _, metrics = training.train_and_evaluate(
+        *tiny_configs(epochs=1, backup_every=5, steps_per_execution=4), tmp_path, verbose=0)
+    assert metrics["steps"] == 22
+    assert [step for name, step in steps if name == "state.npz"] == [8, 16, 22]

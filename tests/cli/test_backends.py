@@ -1,0 +1,165 @@
+"""The command-line tools on both Keras backends, and run folders that cross between them.
+
+Keras picks its backend once per process, so every tool runs in its own
+process, chosen with --backend (TensorFlow when it is not given).
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
+
+from glow_tf.cli import train  # noqa: E402
+from glow_tf.runs import state  # noqa: E402
+from tests.commands import run_cli  # noqa: E402
+from tests.events import read_events  # noqa: E402
+from tests.processes import ROOT  # noqa: E402
+
+# 8x8 digits, K=1, L=2, width 8: 22 steps of 64 images per epoch.
+TINY = ["--k_glow", "1", "--l_glow", "2", "--hidden_channels", "8", "--n_init", "64",
+        "--warmup", "0.5", "--backup_every", "5"]
+STEPS_PER_EPOCH = 22
+
+from_the_tensorflow_run = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="starts its own processes; run once, from the TensorFlow run",
+)
+
+
+def environment():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    env.pop("KERAS_BACKEND", None)  # the tools' --backend decides
+    return env
+
+
+def tool(script, *args):
+    """Runs `python script args` in the repository root; its stdout, or a failed assert."""
+    result = subprocess.run([sys.executable, script, *args], cwd=ROOT, env=environment(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout
+
+
+def check_run(run_dir, epochs, backend):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["epochs_completed"] == epochs
+    assert metrics["steps"] == epochs * STEPS_PER_EPOCH and metrics["backend"] == backend
+    assert math.isfinite(metrics["test_bits_per_dim"])
+    # The summaries and Keras' losses, once per epoch, whichever backend wrote them.
+    events = read_events(run_dir / "logs")
+    for tag in ("validation/epoch_loss", "glow/z/level_1/mean", "glow/z/level_2/variance",
+                "glow/samples/temperature_0.7", "glow/reconstructions"):
+        assert sorted(step for step, _ in events[tag]) == list(range(epochs)), tag
+    return metrics
+
+
+def check_sample_and_evaluate(run_dir, tmp_path, *backend):
+    out = tmp_path / "samples.png"
+    assert tool("sample.py", *backend, "--run_dir", str(run_dir), "--out", str(out)).strip() \
+        == str(out)
+    assert out.stat().st_size > 0
+    printed = tool("evaluate.py", *backend, "--run_dir", str(run_dir))
+    assert "Test bits/dim on digits (360 images): " in printed
+
+
+@pytest.mark.slow
+@from_the_tensorflow_run
+def test_a_jax_run_killed_and_resumed_samples_and_evaluates_on_tensorflow(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "main.py", "--backend", "jax", *TINY, "--epochs", "2",
+               "--run_dir", str(run_dir)]
+    backup = run_dir / "backup" / "state.npz"
+    process = subprocess.Popen(command, cwd=ROOT, env=environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not backup.exists():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no backup within 300 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL, "the run finished before the kill"
+    assert 0 < state.read(backup)[0]["step"] < 2 * STEPS_PER_EPOCH
+
+    tool("main.py", *command[2:])  # the same command resumes the run and completes it
+    check_run(run_dir, epochs=2, backend="jax")
+    check_sample_and_evaluate(run_dir, tmp_path)  # TensorFlow, the default
+
+
+@pytest.mark.slow
+@from_the_tensorflow_run
+def test_a_tensorflow_run_resumes_samples_and_evaluates_on_jax(tmp_path):
+    run_dir = tmp_path / "run"
+    tool("main.py", *TINY, "--epochs", "1", "--run_dir", str(run_dir))
+    check_run(run_dir, epochs=1, backend="tensorflow")
+    # More epochs continue the run, here on the other backend.
+    first = json.loads((run_dir / "metrics.json").read_text())["test_bits_per_dim"]
+    tool("main.py", "--backend", "jax", *TINY, "--epochs", "2", "--run_dir", str(run_dir))
+    assert check_run(run_dir, epochs=2, backend="jax")["test_bits_per_dim"] < first
+    check_sample_and_evaluate(run_dir, tmp_path, "--backend", "jax")
+
+
+@from_the_tensorflow_run
+def test_the_tools_import_keras_only_once_their_flags_are_read():
+    # --backend is read from the flags, so Keras must not start on import.
+    script = ("import sys\n"
+              "import glow_tf, common_definitions, main, sample, evaluate\n"
+              "import glow_tf.cli.train, glow_tf.cli.sample, glow_tf.cli.evaluate\n"
+              "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_another_backend_than_the_running_one_is_a_users_error(tmp_path, capsys):
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, "--backend", other, *TINY, "--run_dir", str(tmp_path / "run"))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"main.py: error: --backend={other}: Keras already runs on ")
+    assert error.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+TRACE_COUNTS = """
+import json, sys
+from glow_tf import Glow
+from glow_tf.cli.settings import configs_for
+from glow_tf.tf import training
+
+losses = []
+compute_loss = Glow.compute_loss
+# Python runs the training step's body once per trace of it.
+Glow.compute_loss = lambda self, *a, **k: losses.append(1) or compute_loss(self, *a, **k)
+configs = configs_for("digits", k_glow=1, l_glow=2, hidden_channels=8, epochs=2, n_init=64,
+                      warmup=0.5, backup_every=5)
+model, _ = training.train_and_evaluate(*configs, sys.argv[1], verbose=0)
+print(json.dumps({"train_step": len(losses), **model.traces}))
+"""
+
+
+@pytest.mark.slow
+@from_the_tensorflow_run
+def test_a_jax_run_traces_each_function_once(tmp_path):
+    # (On TensorFlow: tests/training/test_training.py, in this process.)
+    result = subprocess.run(
+        [sys.executable, "-c", TRACE_COUNTS, str(tmp_path / "run")], cwd=ROOT,
+        env={**environment(), "KERAS_BACKEND": "jax"}, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    # Two epochs, their test passes and summaries, and the final score.
+    assert counts == {"train_step": 1, "encode": 1, "decode": 1}
