@@ -14,7 +14,6 @@ detector. Defaults live in common_definitions.py.
 
 import os
 
-import numpy as np
 from absl import app, flags
 
 import common_definitions as defs
