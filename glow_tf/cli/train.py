@@ -36,13 +36,21 @@ def main(argv, flag_values=FLAGS):
     runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
     from glow_tf.datasets import DatasetError
-    from glow_tf.runs import RunDirError
-    from glow_tf.tf import training
+    from glow_tf.runs import RunDirError, WeightsError
+    from glow_tf.runs.files import WriteError
+    from glow_tf.runs.state import StateError
+    from glow_tf.tf import faults, training
     from glow_tf.tf.distribute import DistributionError
 
     try:
         training.train_and_evaluate(*configs, settings_lib.run_dir_of(settings))
-    except (DatasetError, DistributionError, RunDirError, training.TrainingDiverged) as error:
+    except faults.TrainingInterrupted as interruption:
+        cli.interrupted(program, interruption)
+    except KeyboardInterrupt:  # before the run folder was touched
+        cli.interrupted(program, "interrupted before training began; nothing was written.")
+    except (DatasetError, DistributionError, RunDirError, WeightsError, StateError, WriteError,
+            faults.TrainingWriteError, training.TrainingDiverged) as error:
+        cli.end_progress_line()  # the error may come in the middle of an epoch
         cli.fail(program, error)
 
 
