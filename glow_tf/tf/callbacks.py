@@ -117,10 +117,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 except (OSError, ValueError, KeyError) as error:
                     raise state.StateError(f"{legacy} cannot be read ({error}).") from None
         except state.StateError as error:
-            raise state.StateError(
-                f"{error} It is the state this run resumes from: move it away, and the same "
-                "command starts the run over."
-            ) from None
+            raise _unusable_backup(error) from None
         _forget_host_copy()
         best = self.run.backup(BEST_STATE)
         if self.best_epoch is not None and os.path.exists(best):
@@ -242,6 +239,26 @@ class RunCheckpoint(keras.callbacks.Callback):
         _forget_host_copy()
         self._keras_files_current = True
         self._keras_written_at = time.monotonic()
+
+
+def check_backup(run):
+    """Raises StateError, saying what to do, if the run's backup is there but cannot be read.
+
+    Reads only the file's description, which a truncated file has lost
+    with its end; RunCheckpoint reads the rest when training starts.
+    """
+    if os.path.exists(run.backup()):
+        try:
+            state.read_step(run.backup())
+        except state.StateError as error:
+            raise _unusable_backup(error) from None
+
+
+def _unusable_backup(error):
+    return state.StateError(
+        f"{error} It is the state this run resumes from: move it away, and the same command "
+        "starts the run over."
+    )
 
 
 def _step(model):

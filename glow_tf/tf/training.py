@@ -18,7 +18,7 @@ from glow_tf.runs import RunDir, load_model, state
 from glow_tf.runs.files import save_weights
 from glow_tf.tf import distribute, faults, optimizers
 from glow_tf.tf import pipelines
-from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence
+from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, check_backup
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
@@ -172,6 +172,7 @@ def _train(run, config, model_config, training_config, data_config, distribution
         labels=model_config.num_classes > 0,
     )
     steps_per_epoch = progress.steps_per_epoch = pipelines.num_examples(train)
+    check_backup(run)  # before the folder is touched
     run.prepare(config)  # from here on this process holds the folder's lock
     try:
         resuming = run.has_backup()
