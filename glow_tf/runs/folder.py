@@ -153,7 +153,8 @@ class RunDir:
         except (OSError, ValueError) as error:
             raise RunDirError(
                 f"{path} cannot be read ({error}); expected the config.json that main.py "
-                "wrote. Move the folder away or give this run its own --run_dir."
+                "wrote. Restore it from a copy to resume the run, or give this run its own "
+                "--run_dir."
             ) from None
         differences = config_differences(stored, config)
         if differences:

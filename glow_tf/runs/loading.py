@@ -202,7 +202,8 @@ def _remedy(path):
     """What to do about a damaged weights file: its run can write it again, or a copy can."""
     from glow_tf.runs.folder import BACKUP, BACKUP_STATE, BEST_WEIGHTS, NEWEST_WEIGHTS
 
-    run_dir, name = os.path.split(os.path.abspath(path))
+    run_dir, name = os.path.split(path)
+    run_dir = run_dir or "."
     if name == NEWEST_WEIGHTS and os.path.isfile(os.path.join(run_dir, BACKUP, BACKUP_STATE)):
         return (f"Delete it and rerun main.py with --run_dir {run_dir}: the run writes it "
                 "again from its backup.")
