@@ -209,8 +209,8 @@ class RunDir:
             if problem:
                 raise RunDirError(
                     f"{folder} cannot be written ({problem}), though the run "
-                    f"folder can: make it writable for this user (chmod u+w {folder}), or "
-                    "give this run its own --run_dir."
+                    "folder can: make it writable for this user, or give this run its own "
+                    "--run_dir."
                 )
 
     def lock(self):
