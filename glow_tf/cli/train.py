@@ -9,6 +9,8 @@ command line beats both. The run lives in checkpoints/<dataset> unless
 --run_dir says otherwise, and the same command run again resumes it.
 """
 
+import sys
+
 from absl import app, flags
 
 from glow_tf import cli
@@ -27,6 +29,18 @@ def main(argv, flag_values=FLAGS):
     program = cli.program(argv)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        _main(program, flag_values)
+    except KeyboardInterrupt as interruption:
+        # Training's own says what the run folder kept; before it, nothing was written.
+        # (Not imported here: the interruption may have come in TensorFlow's import.)
+        faults = sys.modules.get("glow_tf.tf.faults")
+        if faults is None or not isinstance(interruption, faults.TrainingInterrupted):
+            interruption = "interrupted before training began; nothing was written."
+        cli.interrupted(program, interruption)
+
+
+def _main(program, flag_values):
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)
@@ -44,10 +58,6 @@ def main(argv, flag_values=FLAGS):
 
     try:
         training.train_and_evaluate(*configs, settings_lib.run_dir_of(settings))
-    except faults.TrainingInterrupted as interruption:
-        cli.interrupted(program, interruption)
-    except KeyboardInterrupt:  # before the run folder was touched
-        cli.interrupted(program, "interrupted before training began; nothing was written.")
     except (DatasetError, DistributionError, RunDirError, WeightsError, StateError, WriteError,
             faults.TrainingWriteError, training.TrainingDiverged) as error:
         cli.end_progress_line()  # the error may come in the middle of an epoch
