@@ -24,6 +24,10 @@ from glow_tf.layers import (
 # policy; only the coupling networks follow the global policy.
 FLOW_DTYPE = "float32"
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# Images that `Glow.sample` decodes at once. The memory of one decode grows
+# with its batch (the coupling networks' activations), so a large n is
+# decoded in batches of this size.
+SAMPLE_BATCH_SIZE = 1024
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -192,9 +196,9 @@ class Glow(keras.Model):
         """Bits/dim of uint8 images (N, H, W, C): the discrete NLL, shape (N,).
 
         Each call draws fresh dequantisation noise (from `seed`, an int, or
-        the model's own generator when None). Raises ValueError on values
-        that are not those of uint8 images (NaN, inf, outside 0..255, not
-        whole), checked on concrete inputs only (see glow_tf.checks).
+        the model's own generator when None). Raises ValueError for images
+        of a non-integer dtype, and for integer values outside 0..255
+        (checked on concrete inputs only, see glow_tf.checks).
         """
         self._check_image_shape(images, "images")
         checks.check_images(images, "images", "bits_per_dim")
@@ -226,6 +230,7 @@ class Glow(keras.Model):
 
     def _bits_per_dim(self, images, labels, seed):
         self._check_image_shape(images, "images")
+        checks.check_image_dtype(images, "images", "Glow")
         x = quantization.dequantize(
             images, self.config.n_bits, seed=self.seed_generator if seed is None else seed
         )
@@ -280,7 +285,7 @@ class Glow(keras.Model):
 
     # ---- sampling ----
 
-    def sample(self, n, temperature=1.0, seed=None, labels=None):
+    def sample(self, n, temperature=1.0, seed=None, labels=None, batch_size=None):
         """n images from the model, as floats in [-0.5, 0.5].
 
         Latents are drawn from N(0, temperature^2 I) in the standardised
@@ -288,11 +293,22 @@ class Glow(keras.Model):
         decodes the priors' means. A class-conditional model samples the
         classes in `labels` (an int for all n, or n ints); without labels it
         cycles through the classes 0, 1, ..., so a grid shows every class.
+
+        The latents of all n images are drawn first, as one call with the
+        same seed would, then decoded `batch_size` at a time (default
+        SAMPLE_BATCH_SIZE; the last batch padded to that size, so the
+        compiled decode sees one shape). So the images do not depend on the
+        batch size, and the memory that decoding takes does not grow with n:
+        only the latents and the images do.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n={n!r}: expected a number of samples >= 1.")
         if not temperature >= 0:  # also rejects NaN
             raise ValueError(f"temperature={temperature!r}: expected a value >= 0.")
+        if batch_size is None:
+            batch_size = SAMPLE_BATCH_SIZE
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
         if self.config.num_classes:
             if labels is None:
                 labels = np.arange(n) % self.config.num_classes
@@ -302,7 +318,15 @@ class Glow(keras.Model):
             temperature * keras.random.normal((n, *shape), seed=generator)
             for shape in self.latent_shapes
         ]
-        return ops.clip(self.decode(zs, labels), -0.5, 0.5)
+        if n <= batch_size:
+            return ops.clip(self.decode(zs, labels), -0.5, 0.5)
+        batches = []
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = [_padded(z[start:stop], batch_size) for z in zs]
+            batch_labels = None if labels is None else _padded(labels[start:stop], batch_size)
+            batches.append(ops.clip(self.decode(batch, batch_labels), -0.5, 0.5)[:stop - start])
+        return ops.concatenate(batches, axis=0)
 
     # ---- data-dependent initialisation ----
 
@@ -335,7 +359,8 @@ class Glow(keras.Model):
             if isinstance(layer, ActNorm)
         )
 
-    def fit(self, *args, **kwargs):
+    def fit(self, x=None, *args, **kwargs):
+        _check_input_dtype(x, "fit")
         if not self.initialized:
             warnings.warn(
                 "Glow.fit() on a model whose ActNorm layers were never "
@@ -343,7 +368,11 @@ class Glow(keras.Model):
                 "training images first (or load weights that were).",
                 stacklevel=2,
             )
-        return super().fit(*args, **kwargs)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        _check_input_dtype(x, "evaluate")
+        return super().evaluate(x, *args, **kwargs)
 
     # ---- compiled functions ----
 
@@ -400,10 +429,12 @@ class Glow(keras.Model):
                 f"labels has shape {tuple(labels.shape)}; expected one label per "
                 f"image, shape ({x.shape[0]},)."
             )
-        if isinstance(labels, np.ndarray) and labels.size:
-            # Only concrete labels can be checked; an out-of-range index would
-            # silently clamp on some backends.
-            low, high = labels.min(), labels.max()
+        if not checks.is_symbolic(labels) and int(np.prod(labels.shape)):
+            # Only concrete labels can be checked (NumPy arrays and eager
+            # tensors alike); an out-of-range index would silently wrap or
+            # clamp in the embedding lookup.
+            values = np.asarray(ops.convert_to_numpy(labels))
+            low, high = values.min(), values.max()
             if low < 0 or high >= num_classes:
                 bad = low if low < 0 else high
                 raise ValueError(
@@ -413,6 +444,23 @@ class Glow(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat}
+
+
+def _check_input_dtype(x, method):
+    """The images' dtype of fit's or evaluate's input, before Keras traces anything.
+
+    `call` checks it too, at trace time; checking first also keeps a failed
+    first step from leaving the model half set up on the JAX backend.
+    """
+    images = x.get("images") if isinstance(x, dict) else x
+    spec = getattr(images, "element_spec", None)  # a tf.data.Dataset
+    if isinstance(spec, dict):
+        spec = spec.get("images")
+    if isinstance(spec, tuple):  # (images, ...) pairs
+        spec = spec[0]
+    images = spec if spec is not None else images
+    if hasattr(images, "dtype"):
+        checks.check_image_dtype(images, "images", f"Glow.{method}")
 
 
 def _make_flow(config, remat=False):
@@ -485,6 +533,14 @@ class _MeanLoss(keras.losses.Loss):
 
 
 _MEAN_OVER_REPLICA_BATCH = _MeanLoss()
+
+
+def _padded(rows, size):
+    """`rows` with its last row repeated up to `size` rows (a backend tensor or NumPy array)."""
+    missing = size - int(rows.shape[0])
+    if missing <= 0:
+        return rows
+    return ops.concatenate([rows, ops.repeat(rows[-1:], missing, axis=0)], axis=0)
 
 
 def _as_labels(labels):

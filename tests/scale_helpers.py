@@ -39,6 +39,8 @@ def fixed_noise_glow_class():
     compared is purely how the engines split the batch and combine
     gradients. The loss is the same bits/dim `Glow.compute_loss` reduces.
     """
+    import keras
+
     from glow_tf import Glow, quantization
 
     class FixedNoiseGlow(Glow):
@@ -46,6 +48,10 @@ def fixed_noise_glow_class():
             return quantization.bits_per_dim(
                 self.log_prob(x), self.config.num_dims, self.config.n_bits
             )
+
+        def fit(self, *args, **kwargs):
+            # Its inputs are the dequantised floats, which Glow.fit refuses.
+            return keras.Model.fit(self, *args, **kwargs)
 
     return FixedNoiseGlow
 

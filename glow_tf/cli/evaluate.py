@@ -14,7 +14,6 @@ detector. Defaults live in common_definitions.py.
 
 import os
 
-import numpy as np
 from absl import app, flags
 
 import common_definitions as defs
@@ -109,6 +108,26 @@ def ood_report(model, data_config, ood_config, transform_name="none", batch_size
     return in_bpd, ood_bpd, scores.auroc(in_bpd, ood_bpd)
 
 
+def reported_bits_per_dim(run_dir, weights):
+    """(which, value): the test bits/dim main.py stored for `weights`, or None.
+
+    Only for the run's own newest or best weights file: weights from
+    elsewhere scored beside a run folder are not the weights it reported on.
+    """
+    from glow_tf.runs import RunDir
+
+    if run_dir is None:
+        return None
+    run = RunDir(run_dir)
+    keys = {"newest": "test_bits_per_dim", "best": "best_test_bits_per_dim"}
+    for which, key in keys.items():
+        path = run.weights(which)
+        if os.path.isfile(path) and os.path.samefile(path, weights):
+            value = run.read_metrics().get(key)
+            return None if value is None else (which, value)
+    return None
+
+
 def ood_name(config, transform_name):
     return config.dataset + ("" if transform_name == "none" else f"_{transform_name}")
 
@@ -119,7 +138,7 @@ def main(argv, flag_values=FLAGS):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from glow_tf.analysis.images import write_png
     from glow_tf.datasets import DataConfig, DatasetError
-    from glow_tf.runs.files import read_json, write_json
+    from glow_tf.runs.files import write_json
 
     try:
         check_options(flag_values)
@@ -127,7 +146,7 @@ def main(argv, flag_values=FLAGS):
         from glow_tf.analysis import plots, scores
         from glow_tf.tf.pipelines import load_split
 
-        model, data_config, run_dir, _ = model_flags.load_model(flag_values)
+        model, data_config, run_dir, weights = model_flags.load_model(flag_values)
         ood_config = None
         if flag_values.ood_dataset:
             ood_config = DataConfig(
@@ -145,11 +164,10 @@ def main(argv, flag_values=FLAGS):
         mean, error = scores.mean_and_standard_error(bpd)
         print(f"Test bits/dim on {data_config.dataset} ({bpd.size} images): "
               f"{mean:.4f} +- {error:.4f} (standard error)")
-        metrics_path = os.path.join(run_dir, "metrics.json") if run_dir else None
-        if metrics_path and os.path.isfile(metrics_path):
-            reported = read_json(metrics_path).get("test_bits_per_dim")
-            if reported is not None:
-                print(f"main.py reported {reported:.4f} for these weights' run.")
+        reported = reported_bits_per_dim(run_dir, weights)
+        if reported is not None:
+            which, value = reported
+            print(f"main.py reported {value:.4f} for these weights (the {which} of {run_dir}).")
         if ood_config is None:
             return
         in_bpd, ood_bpd, area = ood_report(
@@ -186,4 +204,4 @@ def main(argv, flag_values=FLAGS):
 def run():
     """The glow-evaluate console script."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

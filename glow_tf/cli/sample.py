@@ -256,4 +256,4 @@ def main(argv, flag_values=FLAGS):
 def run():
     """The glow-sample console script."""
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -18,6 +18,8 @@ half of one. Backend-agnostic: a run folder written on one Keras backend is
 read on any other.
 """
 
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -38,6 +40,8 @@ BEST_STATE = "best.npz"
 # weights file, which resuming still reads.
 LEGACY_BACKUP_WEIGHTS = "latest.weights.h5"
 LOGS = "logs"
+# The one writer's lock (see RunDir.lock); it holds that process's id.
+LOCK = ".lock"
 WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
 # Hyperparameters a rerun may change without starting a different run:
 # more epochs extend it, how often it backs up does not change the result,
@@ -64,6 +68,10 @@ class RunDirMismatchError(RunDirError):
     """The run folder holds a run with other hyperparameters than asked for."""
 
 
+class RunDirBusyError(RunDirError):
+    """Another process is training in the run folder."""
+
+
 class RunDir:
     """Paths in one run folder, and its config and metrics files.
 
@@ -73,6 +81,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self._lock_fd = None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -107,8 +116,21 @@ class RunDir:
         return read_json(path)
 
     def read_metrics(self):
+        """metrics.json as a dict ({} before the first epoch); RunDirError if unreadable."""
         path = self.file(METRICS)
-        return read_json(path) if os.path.exists(path) else {}
+        if not os.path.exists(path):
+            return {}
+        try:
+            metrics = read_json(path)
+        except (OSError, ValueError) as error:
+            metrics = error
+        if not isinstance(metrics, dict):
+            raise RunDirError(
+                f"{path} cannot be read ({metrics!r}): it is truncated or not main.py's. Move it "
+                "away; the run resumes from its backup without it (the record of the best "
+                "epoch starts again)."
+            )
+        return metrics
 
     def write_metrics(self, metrics):
         write_json(self.file(METRICS), metrics)
@@ -124,13 +146,15 @@ class RunDir:
         self._check_writable()
         path = self.file(CONFIG)
         if not os.path.exists(path):
+            self._check_no_orphans()
             return
         try:
             stored = read_json(path)
         except (OSError, ValueError) as error:
             raise RunDirError(
                 f"{path} cannot be read ({error}); expected the config.json that main.py "
-                "wrote. Move the folder away or give this run its own --run_dir."
+                "wrote. Restore it from a copy to resume the run, or give this run its own "
+                "--run_dir."
             ) from None
         differences = config_differences(stored, config)
         if differences:
@@ -139,6 +163,20 @@ class RunDir:
                 + "; ".join(differences)
                 + ". Rerun with the same values to resume that run, or give "
                 "this one its own folder (--run_dir)."
+            )
+
+    def _check_no_orphans(self):
+        """A folder with weights or a backup but no config.json is some other run's."""
+        found = [
+            name for name in (NEWEST_WEIGHTS, BEST_WEIGHTS, os.path.join(BACKUP, BACKUP_STATE),
+                              os.path.join(BACKUP, LEGACY_BACKUP_WEIGHTS), METRICS)
+            if os.path.exists(self.file(name))
+        ]
+        if found:
+            raise RunDirError(
+                f"{self.path} holds {', '.join(found)} but no {CONFIG}, so nothing tells which "
+                "hyperparameters they were trained with. Put that run's config.json back to "
+                "resume it, move those files away, or give this run its own --run_dir."
             )
 
     def _check_writable(self):
@@ -152,32 +190,99 @@ class RunDir:
             raise RunDirError(
                 f"run_dir={self.path!r}: {existing} is a file, so no folder can be made under it."
             )
-        # Permission bits do not tell (root, read-only mounts, /proc): make
-        # and remove an empty folder where the run's folders would go.
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}", dir=existing))
-        except OSError as error:
+        problem = _write_problem(existing)
+        if problem:
             raise RunDirError(
-                f"run_dir={self.path!r} cannot be written ({error.strerror} in {existing}); "
+                f"run_dir={self.path!r} cannot be written ({problem} in {existing}); "
                 "expected a folder this user may write to."
+            )
+        # The run writes into its subfolders too: one that cannot be written
+        # would fail the run at its first backup or summary, minutes in.
+        for name in (BACKUP, LOGS, *(os.path.join(LOGS, n) for n in ("train", "validation",
+                                                                      "glow"))):
+            folder = self.file(name)
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise RunDirError(
+                    f"{folder} is a file; the run keeps a folder of that name. Move it away."
+                )
+            problem = os.path.isdir(folder) and _write_problem(folder)
+            if problem:
+                raise RunDirError(
+                    f"{folder} cannot be written ({problem}), though the run "
+                    "folder can: make it writable for this user, or give this run its own "
+                    "--run_dir."
+                )
+
+    def lock(self):
+        """Makes this process the folder's one writer until `unlock` or its end.
+
+        An exclusive `flock` on <run_dir>/.lock, which the operating system
+        drops when the process ends however it ends (a SIGKILL leaves no
+        stale lock). Readers (sample.py, evaluate.py) do not take it.
+
+        Raises:
+            RunDirBusyError: another process holds it; names its process id.
+        """
+        if self._lock_fd is not None:
+            return
+        os.makedirs(self.path, exist_ok=True)
+        fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise RunDirBusyError(
+                f"{self.path} is in use: process {holder} is training there. Wait for it to "
+                "finish (or stop it; the same command then resumes), or give this run its own "
+                "--run_dir."
             ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def __del__(self):
+        self.unlock()
 
     def prepare(self, config):
-        """Creates the folder with config.json, or checks the one there.
+        """Takes the folder's lock, then creates it with config.json or checks the one there.
 
-        Runs `check(config)` first, so a refused folder is left as it was.
-        config.json is written when it is new or one of the values in
-        MAY_CHANGE_ON_RESUME changed.
+        Runs `check(config)` first, so a refused folder is left as it was, and
+        again under the lock, since another process may have started the run
+        in between. config.json is written when it is new or one of the
+        values in MAY_CHANGE_ON_RESUME changed.
         """
         self.check(config)
-        os.makedirs(self.path, exist_ok=True)
+        self.lock()
+        self.check(config)
         # A run killed (SIGKILL) in the middle of a write leaves its temp file.
+        # Only the lock's holder gets here, so the temp files are a dead writer's.
         for folder in (self.path, self.backup_dir):
             remove_temp_files(folder)
         path = self.file(CONFIG)
         if os.path.exists(path) and read_json(path) == _jsonable(config):
             return
         write_json(path, config)
+
+
+def _write_problem(folder):
+    """Why nothing can be created in folder (e.g. "Permission denied"), or None.
+
+    Permission bits do not tell (root, read-only mounts, /proc): make and
+    remove an empty folder there.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}", dir=folder))
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def config_differences(stored, asked):

@@ -6,6 +6,7 @@ compiles the model, fits it with the callbacks that keep the folder current,
 and evaluates the final weights on the test split.
 """
 
+import os
 import warnings
 
 import keras
@@ -13,10 +14,11 @@ from keras import ops
 
 from glow_tf import precision as precision_lib
 from glow_tf.model import Glow
-from glow_tf.runs import RunDir, load_model
-from glow_tf.tf import distribute, optimizers
+from glow_tf.runs import RunDir, load_model, state
+from glow_tf.runs.files import save_weights
+from glow_tf.tf import distribute, faults, optimizers
 from glow_tf.tf import pipelines
-from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence
+from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, check_backup
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
@@ -149,61 +151,95 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     run.check(config)
     metrics = run.read_metrics()
     if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
+        model = _finished_model(run, model_config)
         print(
             f"{run.path} finished {metrics['epochs_completed']} epochs already: "
             f"test bits/dim {metrics['test_bits_per_dim']:.4f}. Nothing to do."
         )
-        return load_model(run.path).model, metrics
+        return model, metrics
 
+    # A Ctrl-C or a failed write from here on ends with what the folder kept.
+    with faults.reported(run) as progress:
+        return _train(run, config, model_config, training_config, data_config, distribution,
+                      progress, callbacks, verbose)
+
+
+def _train(run, config, model_config, training_config, data_config, distribution, progress,
+           callbacks, verbose):
     keras.utils.set_random_seed(training_config.seed)
     train, test = pipelines.make_datasets(
         data_config, training_config.batch_size, seed=training_config.seed,
         labels=model_config.num_classes > 0,
     )
-    steps_per_epoch = pipelines.num_examples(train)
-    run.prepare(config)
-    resuming = run.has_backup()
-    init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
+    steps_per_epoch = progress.steps_per_epoch = pipelines.num_examples(train)
+    check_backup(run)  # before the folder is touched
+    run.prepare(config)  # from here on this process holds the folder's lock
+    try:
+        resuming = run.has_backup()
+        init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
 
-    divergence = StopOnDivergence()
-    test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
-    checkpoint = RunCheckpoint(
-        run, training_config.epochs, training_config.backup_every, steps_per_epoch,
-        resume=resuming,
-    )
-    # In this order: each epoch's test pass puts val_loss in the logs that
-    # the summaries, TensorBoard and the checkpoint read.
-    all_callbacks = [
-        divergence,
-        test_pass,
-        GlowSummaries(
-            f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
-            seed=training_config.seed,
-        ),
-        # No graph: it would serialise the training step's tens of
-        # thousands of nodes into the event file.
-        keras.callbacks.TensorBoard(run.log_dir, write_graph=False),
-        checkpoint,
-        *callbacks,
-    ]
-    model, _ = build_and_fit(
-        model_config, training_config, train, None,
-        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
-        verbose=verbose, distribution=distribution,
-    )
+        divergence = StopOnDivergence()
+        test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
+        checkpoint = RunCheckpoint(
+            run, training_config.epochs, training_config.backup_every, steps_per_epoch,
+            resume=resuming,
+        )
+        # In this order: each epoch's test pass puts val_loss in the logs that
+        # the summaries, TensorBoard and the checkpoint read.
+        all_callbacks = [
+            divergence,
+            test_pass,
+            GlowSummaries(
+                f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
+                seed=training_config.seed,
+            ),
+            # No graph: it would serialise the training step's tens of
+            # thousands of nodes into the event file.
+            keras.callbacks.TensorBoard(run.log_dir, write_graph=False),
+            checkpoint,
+            *callbacks,
+        ]
+        model, _ = build_and_fit(
+            model_config, training_config, train, None,
+            init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
+            verbose=verbose, distribution=distribution,
+        )
 
-    if divergence.step is not None:
-        raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
-    metrics = run.read_metrics()
-    steps = int(ops.convert_to_numpy(model.optimizer.iterations))
-    # The last epoch's test pass scored these weights already, unless no
-    # epoch ran (a run resumed from the backup of its last step).
-    if test_pass.step != steps:
-        test_pass.run(model)
-    metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
-    run.write_metrics(metrics)
-    print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
-    return model, metrics
+        if divergence.step is not None:
+            raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
+        metrics = run.read_metrics()
+        steps = int(ops.convert_to_numpy(model.optimizer.iterations))
+        # The last epoch's test pass scored these weights already, unless no
+        # epoch ran (a run resumed from the backup of its last step).
+        if test_pass.step != steps:
+            test_pass.run(model)
+        metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
+        run.write_metrics(metrics)
+        print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
+        return model, metrics
+    finally:
+        run.unlock()
+
+
+def _finished_model(run, model_config):
+    """The finished run's newest weights; rewritten from its backup if they are gone.
+
+    A finished run's backup holds the weights of its last epoch, which
+    newest.weights.h5 holds too.
+    """
+    path = run.weights("newest")
+    if not os.path.exists(path) and os.path.exists(run.backup()):
+        model = Glow(model_config)
+        state.restore(run.backup(), model)
+        run.lock()
+        try:
+            save_weights(model, path)
+        finally:
+            run.unlock()
+        print(f"{path} was missing: written again from {run.backup()}.")
+        return model
+    # WeightsError for a damaged file says to delete it, which leads here again.
+    return load_model(run.path).model
 
 
 def _diverged_message(divergence, backup_step, run):

@@ -298,6 +298,27 @@ def test_evaluation_bits_per_dim_is_the_models_mean(tiny_run, monkeypatch, capsy
     assert f"Test bits/dim on digits (360 images): {mean:.4f} +- {error:.4f}" in capsys.readouterr().out
 
 
+def test_a_runs_reported_figure_is_printed_for_its_own_weights_only(tiny_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    for run, value in ((run_a, 1.5), (run_b, 2.5)):
+        shutil.copytree(tiny_run[0], run)
+        (run / "metrics.json").write_text(json.dumps(
+            {"test_bits_per_dim": value, "best_test_bits_per_dim": value - 0.25}))
+    args = ["--batch_size", "360", "--max_images", "8"]
+    run_cli(evaluate, "--run_dir", str(run_a), *args)
+    assert f"main.py reported 1.5000 for these weights (the newest of {run_a})" in capsys.readouterr().out
+    shutil.copy(run_a / "newest.weights.h5", run_a / "best.weights.h5")
+    run_cli(evaluate, "--run_dir", str(run_a), "--which", "best", *args)
+    assert f"main.py reported 1.2500 for these weights (the best of {run_a})" in capsys.readouterr().out
+    # Run b's weights scored beside run a: neither run reported on them here.
+    run_cli(evaluate, "--run_dir", str(run_a), "--weights", str(run_b / "newest.weights.h5"), *args)
+    out = capsys.readouterr().out
+    assert "Test bits/dim on digits (8 images)" in out and "reported" not in out
+
+
 def test_auroc_from_ranks():
     assert evaluation.auroc([1, 2, 3], [4, 5]) == 1.0
     assert evaluation.auroc([4, 5], [1, 2, 3]) == 0.0

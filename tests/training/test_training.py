@@ -340,6 +340,19 @@ def test_the_cli_reports_a_run_folder_mismatch(finished_run, capsys):
     assert "model.k_glow: 1 in the run folder, 2 now" in capsys.readouterr().err
 
 
+def test_fit_refuses_a_dataset_of_float_images():
+    model = Glow(GlowConfig(image_shape=(4, 4, 2), k_glow=1, l_glow=2, hidden_channels=4, seed=0))
+    model.compile(keras.optimizers.Adam(1e-4))
+    floats = tf.data.Dataset.from_tensor_slices(np.zeros((8, 4, 4, 2), np.float32)).batch(4)
+    with pytest.raises(ValueError, match="images have dtype float32; Glow.fit expects uint8"):
+        model.fit(floats, epochs=1, verbose=0)
+    labelled = tf.data.Dataset.from_tensor_slices(
+        {"images": np.zeros((8, 4, 4, 2), np.float32), "labels": np.zeros(8, np.int32)}
+    ).batch(4)
+    with pytest.raises(ValueError, match="images have dtype float32; Glow.evaluate expects"):
+        model.evaluate(labelled, verbose=0)
+
+
 def test_backups_count_steps_when_a_call_runs_several(tmp_path, monkeypatch):
     steps = []
     write_state = state.write

@@ -1,0 +1,107 @@
+"""A run folder has one writer, and holds one run: a second process and a folder without
+its config.json are refused, with nothing written."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from glow_tf.runs import RunDir, RunDirError  # noqa: E402
+from glow_tf.runs.folder import RunDirBusyError  # noqa: E402
+from tests.processes import ROOT  # noqa: E402
+from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
+
+TINY = ["--k_glow", "1", "--l_glow", "2", "--hidden_channels", "8", "--epochs", "2",
+        "--n_init", "64", "--warmup", "0.5"]
+LONG_EPOCHS = 40
+HOLD_LOCK = (
+    "import sys, time\n"
+    "from glow_tf.runs import RunDir\n"
+    "run = RunDir(sys.argv[1])\n"
+    "run.lock()\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_the_lock_names_its_holder_and_goes_with_it(tmp_path):
+    first = RunDir(tmp_path / "run")
+    first.lock()
+    with pytest.raises(RunDirBusyError, match=f"process {os.getpid()} is training there"):
+        RunDir(tmp_path / "run").lock()
+    first.unlock()
+    RunDir(tmp_path / "run").lock()  # free again
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirBusyError, match=f"process {holder.pid} is training there"):
+            RunDir(tmp_path).lock()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+    run = RunDir(tmp_path)
+    run.lock()  # the operating system released it with the process
+    run.unlock()
+
+
+@pytest.mark.slow
+def test_a_second_main_py_on_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    # Epochs enough to outlast the second process's start (a tiny epoch takes
+    # a fraction of a second, TensorFlow's import seconds).
+    command = [sys.executable, str(ROOT / "main.py"), *TINY, "--epochs", str(LONG_EPOCHS),
+               "--run_dir", str(run_dir)]
+    first = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "config.json").exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the first run never wrote its config.json"
+            time.sleep(0.2)
+        second = subprocess.run([*command, "--lr", "0.0005"], cwd=tmp_path, env=subprocess_env(),
+                                capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run should still be training"
+    finally:
+        error = first.communicate(timeout=600)[1]
+    assert second.returncode == 1
+    # The last line is ours; TensorFlow may log its start-up before it.
+    assert "Traceback" not in second.stderr, second.stderr
+    assert second.stderr.splitlines()[-1].startswith(
+        f"main.py: error: {run_dir} is in use: process {first.pid} is training there."
+    ), second.stderr
+    assert first.returncode == 0, error
+    metrics = (run_dir / "metrics.json").read_text()
+    assert '"finished": true' in metrics and f'"epochs_completed": {LONG_EPOCHS}' in metrics
+    assert '"lr": 0.002' in (run_dir / "config.json").read_text()  # the first run's (preset)
+
+
+def test_a_folder_with_weights_but_no_config_is_refused(tmp_path, capsys, monkeypatch):
+    from glow_tf.cli import train
+    from tests.commands import run_cli
+
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "newest.weights.h5").write_bytes(b"weights of some run")
+    (run_dir / "backup" / "latest.weights.h5").write_bytes(b"its backup")
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, *TINY, "--n_bits", "5", "--run_dir", str(run_dir))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and (
+        f"{run_dir} holds newest.weights.h5, backup/latest.weights.h5 but no config.json"
+    ) in error, error
+    assert snapshot(tmp_path) == before
+    with pytest.raises(RunDirError, match="Put that run's config.json back to resume it"):
+        RunDir(run_dir).check({})
