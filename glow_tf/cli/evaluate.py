@@ -155,6 +155,8 @@ def main(argv, flag_values=FLAGS):
                 data_dir=flag_values.ood_data_dir,
             )
             load_split(ood_config, "test")  # a bad OOD dataset fails now, before any output
+        # Read before any output, so that a damaged metrics.json fails first.
+        reported = reported_bits_per_dim(run_dir, weights)
         conditional = model.config.num_classes > 0
         bpd = scores.per_image_bits_per_dim(
             model,
@@ -164,7 +166,6 @@ def main(argv, flag_values=FLAGS):
         mean, error = scores.mean_and_standard_error(bpd)
         print(f"Test bits/dim on {data_config.dataset} ({bpd.size} images): "
               f"{mean:.4f} +- {error:.4f} (standard error)")
-        reported = reported_bits_per_dim(run_dir, weights)
         if reported is not None:
             which, value = reported
             print(f"main.py reported {value:.4f} for these weights (the {which} of {run_dir}).")
