@@ -113,7 +113,7 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
 
 
 def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
-                       callbacks=(), verbose="auto"):
+                       callbacks=(), verbose="auto", distribution=None):
     """Trains in `run_dir` (resuming what is there); returns (model, metrics).
 
     A new folder starts a run. A folder holding an interrupted run with the
@@ -125,6 +125,9 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     Args:
         callbacks: more Keras callbacks, run after the run folder's own.
         verbose: `fit`'s verbosity ("auto": a progress bar).
+        distribution: a `glow_tf.tf.distribute.Distribution` to train with
+            (say, mirrored over chosen devices); None makes the one
+            `training_config.strategy` names.
 
     With `training_config.strategy` "multi_worker", every worker of the
     cluster calls it with the same arguments; only the chief writes in
@@ -149,7 +152,8 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
             f"{data_config.n_bits} in the data config."
         )
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy requires it.
-    distribution = distribute.get_distribution(training_config.strategy)
+    if distribution is None:
+        distribution = distribute.get_distribution(training_config.strategy)
     distribution.check_global_batch(training_config.batch_size)
     config = {
         "model": model_config.to_dict(),
