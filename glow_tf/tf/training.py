@@ -14,6 +14,7 @@ import zlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from glow_tf import precision as precision_lib
@@ -173,6 +174,17 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     try:
         return _train(model_config, data_config, training_config, run, config,
                       distribution, callbacks, verbose, run_dir)
+    except tf.errors.UnavailableError as error:
+        if not distribution.multi_worker:
+            raise
+        # TensorFlow's message starts "Graph execution error:"; its cause follows.
+        lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+        reason = next((line for line in lines if "unhealthy" in line), lines[-1] if lines else "")
+        raise distribute.DistributionError(
+            f"Another worker of the cluster stopped or cannot be reached ({reason}). Stop "
+            f"every worker, then start the same commands again: they resume from the chief's "
+            f"backup in {run_dir}."
+        ) from None
     finally:
         run.unlock()
         if scratch is not None:

@@ -56,14 +56,28 @@ def main_py(run_dir, **changes):
     return [sys.executable, str(ROOT / "main.py"), *flags(**changes), "--run_dir", str(run_dir)]
 
 
-def start(commands, envs, logs):
-    """The commands as processes, their output into the log files."""
-    processes = []
-    for command, env, log in zip(commands, envs, logs):
-        with open(log, "w") as out:
-            processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                                              stderr=subprocess.STDOUT))
-    return processes
+@pytest.fixture
+def start():
+    """start(commands, envs, logs): the commands as processes, their output into the logs.
+
+    Whatever is still running when the test ends is killed.
+    """
+    started = []
+
+    def start(commands, envs, logs):
+        processes = []
+        for command, env, log in zip(commands, envs, logs):
+            with open(log, "w") as out:
+                processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                                  stderr=subprocess.STDOUT))
+        started.extend(processes)
+        return processes
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def logs_of(logs):
@@ -79,8 +93,8 @@ def backup_step(run_dir):
         return 0  # not there yet, or being replaced
 
 
-def kill_after_backup_of_epoch_two(processes, run_dir, logs):
-    """SIGKILLs every process once the run folder has a backup from the second epoch."""
+def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
+    """SIGKILLs the victims (all the processes) once the run has a backup from epoch 2."""
     deadline = time.monotonic() + SESSION_TIMEOUT
     try:
         while backup_step(run_dir) <= STEPS_PER_EPOCH:
@@ -89,9 +103,8 @@ def kill_after_backup_of_epoch_two(processes, run_dir, logs):
             assert time.monotonic() < deadline, "no backup in time:\n" + logs_of(logs)
             time.sleep(0.01)
     finally:
-        for p in processes:
+        for p in processes if victims is None else victims:
             p.send_signal(signal.SIGKILL)
-        for p in processes:
             p.wait()
     step = backup_step(run_dir)
     assert STEPS_PER_EPOCH < step < EPOCHS * STEPS_PER_EPOCH, step
@@ -153,19 +166,32 @@ def scratch_folders(temp):
 
 
 @pytest.mark.slow
-def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path):
+def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path, start):
     run_dir, own_dir = tmp_path / "run", tmp_path / "worker_1_folder"
     temp = [tmp_path / "temp_0", tmp_path / "temp_1"]
     for folder in temp:
         folder.mkdir()
     workers = dict(strategy="multi_worker", epochs=EPOCHS)
 
-    # Killed in epoch 2. Worker 1 is given a folder of its own, where it may
-    # write nothing: the chief's folder holds the run.
-    logs = [tmp_path / "a_0.log", tmp_path / "a_1.log"]
-    processes = start([main_py(run_dir, **workers), main_py(own_dir, **workers)],
-                      cluster_envs(temp), logs)
-    kill_after_backup_of_epoch_two(processes, run_dir, logs)
+    # Ended in epoch 2. Worker 1 is given a folder of its own, where it may
+    # write nothing: the chief's folder holds the run. Beside them, the
+    # reference: one process on two replicas (MirroredStrategy over two
+    # logical CPUs), for one epoch.
+    reference = tmp_path / "one_process"
+    logs = [tmp_path / "a_0.log", tmp_path / "a_1.log", tmp_path / "one_process.log"]
+    processes = start(
+        [main_py(run_dir, **workers), main_py(own_dir, **workers),
+         [sys.executable, "-m", "tests.two_replicas", str(reference), "1"]],
+        [*cluster_envs(temp), environment()], logs,
+    )
+    # Worker 1 is killed; the chief stops at its next collective, with one line.
+    kill_after_backup_of_epoch_two(processes[:2], run_dir, logs, victims=processes[1:2])
+    processes[0].wait(timeout=SESSION_TIMEOUT)
+    error = logs[0].read_text().strip().splitlines()[-1]
+    assert processes[0].returncode == 1, logs_of(logs)
+    assert error.startswith("main.py: error: Another worker of the cluster stopped"), error
+    assert f"resume from the chief's backup in {run_dir}" in error, error
+    finish(processes[2:], logs[2:])
     assert "strategy multi_worker: 2 replicas of 32 images" in logs[0].read_text()
     assert not own_dir.exists()
     chief = processes[0].pid
@@ -189,15 +215,9 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path):
     # The finished worker removed its scratch folder (the killed one's stays).
     assert len(scratch_folders(temp[1])) == 1
 
-    # One process on two replicas (MirroredStrategy over two logical CPUs):
-    # the same split of each global batch and the same noise, so the same
-    # first epoch up to float error. (Against one replica, see two_replicas.)
-    reference = tmp_path / "one_process"
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.two_replicas", str(reference), "1"], cwd=ROOT,
-        env=environment(), capture_output=True, text=True, timeout=SESSION_TIMEOUT,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    # One process on two replicas splits each global batch as the two
+    # workers do and draws the same noise: the same first epoch up to float
+    # error. (Against one replica, see tests/two_replicas.py.)
     np.testing.assert_allclose(two_workers, first_epoch(reference), rtol=1e-5)
 
 
@@ -205,7 +225,7 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path):
+def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
     run_dir = tmp_path / "run"
     two_devices = environment(KERAS_BACKEND="jax",
