@@ -218,7 +218,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
     start = _tell_workers(distribution, start, config)
     if start == _CHIEF_FAILED:
         raise distribute.DistributionError(
-            f"The chief (worker 0) stopped before training in {run_dir}; its output says why."
+            "The chief (worker 0) stopped before training; its output says why."
         )
     if start == _FINISHED:
         if not writer:
