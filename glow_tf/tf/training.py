@@ -173,7 +173,7 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     run = RunDir(run_dir if writer else scratch)
     try:
         return _train(model_config, data_config, training_config, run, config,
-                      distribution, callbacks, verbose, run_dir)
+                      distribution, callbacks, verbose)
     except tf.errors.UnavailableError as error:
         if not distribution.multi_worker:
             raise
@@ -182,8 +182,8 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         reason = next((line for line in lines if "unhealthy" in line), lines[-1] if lines else "")
         raise distribute.DistributionError(
             f"Another worker of the cluster stopped or cannot be reached ({reason}). Stop "
-            f"every worker, then start the same commands again: they resume from the chief's "
-            f"backup in {run_dir}."
+            "every worker, then start the same commands again: they resume from the chief's "
+            + (f"backup in {run_dir}." if writer else "backup.")
         ) from None
     finally:
         run.unlock()
@@ -192,7 +192,7 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
 
 
 def _train(model_config, data_config, training_config, run, config, distribution, callbacks,
-           verbose, run_dir):
+           verbose):
     """train_and_evaluate in `run` (run_dir, or a worker's scratch folder)."""
     writer = distribution.is_chief
     start = _START_TRAINING
@@ -222,7 +222,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
         )
     if start == _FINISHED:
         if not writer:
-            print(f"{run_dir} is finished; nothing to do.")
+            print("The chief's run is finished; nothing to do.")
             return None, {}
         print(
             f"{run.path} finished {metrics['epochs_completed']} epochs already: "
@@ -271,7 +271,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
         if not writer:
             raise TrainingDiverged(
                 f"Training diverged: {divergence.reason} at step {divergence.step} (epoch "
-                f"{divergence.epoch}). The chief (worker 0) says what {run_dir} kept."
+                f"{divergence.epoch}). The chief (worker 0) says what its run folder kept."
             )
         raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
     metrics = run.read_metrics()
@@ -286,8 +286,8 @@ def _train(model_config, data_config, training_config, run, config, distribution
         print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
     else:
         index, count = distribution.worker
-        print(f"Worker {index} of {count} trained {steps} steps; the chief (worker 0) writes "
-              f"the run to {run_dir}.")
+        print(f"Worker {index} of {count} trained {steps} steps; the chief (worker 0) holds "
+              "the run in its run folder.")
     return model, metrics
 
 
