@@ -248,3 +248,14 @@ def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     # The whole batch is one array on either, so the same noise: the figures
     # agree up to the order of float sums.
     np.testing.assert_allclose(two, first_epoch(tmp_path / "one_device"), rtol=1e-5)
+
+
+def test_one_process_is_its_own_chief_and_trains_unchanged():
+    from glow_tf.tf import distribute
+
+    one = distribute.get_distribution("none")
+    assert one.is_chief and one.worker == (0, 1) and not one.multi_worker
+    values = [np.arange(3)]
+    assert one.from_chief(values) is values
+    dataset = tf.data.Dataset.range(3)
+    assert one.prepare_dataset(dataset) is dataset
