@@ -1,8 +1,8 @@
 """Training on several processes (TensorFlow's multi_worker) and devices (JAX's data_parallel).
 
 Each test runs `main.py` in real processes on a tiny digits model: a first
-session is killed (SIGKILL) in its second epoch, the same command then
-resumes it to the end. The first epoch, uninterrupted, is compared with
+round ends in its second epoch by a SIGKILL (of worker 1, with two workers;
+the chief then stops by itself), the same commands then resume it to the end. The first epoch, uninterrupted, is compared with
 one process at the same global batch, and the run folder must hold one
 writer's files only.
 """
@@ -25,11 +25,11 @@ from tests.events import read_events  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
 from tests.two_replicas import STEPS_PER_EPOCH, flags  # noqa: E402
 
-# Four epochs, so that a session killed right after a backup of the second
+# Four epochs, so that a round killed right after a backup of the second
 # epoch has two more to go (a JAX step of this model takes milliseconds).
 EPOCHS = 4
-# Seconds any one session may take (each is tens of seconds on two cores).
-SESSION_TIMEOUT = 240
+# Seconds any one round of processes may take (each is tens of seconds on two cores).
+ROUND_TIMEOUT = 240
 
 
 def free_ports(count):
@@ -95,7 +95,7 @@ def backup_step(run_dir):
 
 def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
     """SIGKILLs the victims (all the processes) once the run has a backup from epoch 2."""
-    deadline = time.monotonic() + SESSION_TIMEOUT
+    deadline = time.monotonic() + ROUND_TIMEOUT
     try:
         while backup_step(run_dir) <= STEPS_PER_EPOCH:
             for p in processes:
@@ -114,11 +114,11 @@ def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
 def finish(processes, logs):
     for p in processes:
         try:
-            p.wait(timeout=SESSION_TIMEOUT)
+            p.wait(timeout=ROUND_TIMEOUT)
         except subprocess.TimeoutExpired:
             for q in processes:
                 q.kill()
-            pytest.fail("a session did not finish in time:\n" + logs_of(logs))
+            pytest.fail("a round did not finish in time:\n" + logs_of(logs))
         assert p.returncode == 0, logs_of(logs)
 
 
@@ -186,7 +186,7 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path, star
     )
     # Worker 1 is killed; the chief stops at its next collective, with one line.
     kill_after_backup_of_epoch_two(processes[:2], run_dir, logs, victims=processes[1:2])
-    processes[0].wait(timeout=SESSION_TIMEOUT)
+    processes[0].wait(timeout=ROUND_TIMEOUT)
     error = logs[0].read_text().strip().splitlines()[-1]
     assert processes[0].returncode == 1, logs_of(logs)
     assert error.startswith("main.py: error: Another worker of the cluster stopped"), error
@@ -232,7 +232,7 @@ def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
                               XLA_FLAGS="--xla_force_host_platform_device_count=2")
     command = main_py(run_dir, strategy="data_parallel", epochs=EPOCHS)
 
-    # The two-device session, killed in epoch 2, beside one epoch on one device.
+    # The two-device round, killed in epoch 2, beside one epoch on one device.
     logs = [tmp_path / "a.log", tmp_path / "one_device.log"]
     processes = start([command, main_py(tmp_path / "one_device", epochs=1)],
                       [two_devices, environment(KERAS_BACKEND="jax")], logs)
