@@ -205,8 +205,10 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path, star
     logs = [tmp_path / "b_0.log", tmp_path / "b_1.log"]
     processes = start([main_py(run_dir, **workers)] * 2, cluster_envs(temp), logs)
     finish(processes, logs)
-    check_finished(run_dir)
-    assert f"Worker 1 of 2 trained {EPOCHS * STEPS_PER_EPOCH} steps" in logs[1].read_text()
+    metrics = check_finished(run_dir)
+    # Worker 1 scored its own weights: the chief's.
+    assert (f"Worker 1 of 2 trained {EPOCHS * STEPS_PER_EPOCH} steps, to test bits/dim "
+            f"{metrics['test_bits_per_dim']:.4f};") in logs[1].read_text(), logs_of(logs)
     assert (run_dir / "config.json").stat().st_mtime_ns == config_written
     pids = event_file_pids(run_dir)
     assert sorted(pids) == ["glow", "train", "validation"], pids
