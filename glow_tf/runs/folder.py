@@ -168,8 +168,7 @@ class RunDir:
         """A folder with weights or a backup but no config.json is some other run's."""
         found = [
             name for name in (NEWEST_WEIGHTS, BEST_WEIGHTS, os.path.join(BACKUP, BACKUP_STATE),
-                              os.path.join(BACKUP, LEGACY_BACKUP_WEIGHTS),
-                              METRICS)
+                              os.path.join(BACKUP, LEGACY_BACKUP_WEIGHTS), METRICS)
             if os.path.exists(self.file(name))
         ]
         if found:
