@@ -24,6 +24,10 @@ from glow_tf.layers import (
 # policy; only the coupling networks follow the global policy.
 FLOW_DTYPE = "float32"
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# Images that `Glow.sample` decodes at once. The memory of one decode grows
+# with its batch (the coupling networks' activations), so a large n is
+# decoded in batches of this size.
+SAMPLE_BATCH_SIZE = 1024
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -281,7 +285,7 @@ class Glow(keras.Model):
 
     # ---- sampling ----
 
-    def sample(self, n, temperature=1.0, seed=None, labels=None):
+    def sample(self, n, temperature=1.0, seed=None, labels=None, batch_size=None):
         """n images from the model, as floats in [-0.5, 0.5].
 
         Latents are drawn from N(0, temperature^2 I) in the standardised
@@ -289,11 +293,22 @@ class Glow(keras.Model):
         decodes the priors' means. A class-conditional model samples the
         classes in `labels` (an int for all n, or n ints); without labels it
         cycles through the classes 0, 1, ..., so a grid shows every class.
+
+        The latents of all n images are drawn first, as one call with the
+        same seed would, then decoded `batch_size` at a time (default
+        SAMPLE_BATCH_SIZE; the last batch padded to that size, so the
+        compiled decode sees one shape). So the images do not depend on the
+        batch size, and the memory that decoding takes does not grow with n:
+        only the latents and the images do.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n={n!r}: expected a number of samples >= 1.")
         if not temperature >= 0:  # also rejects NaN
             raise ValueError(f"temperature={temperature!r}: expected a value >= 0.")
+        if batch_size is None:
+            batch_size = SAMPLE_BATCH_SIZE
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected an integer >= 1.")
         if self.config.num_classes:
             if labels is None:
                 labels = np.arange(n) % self.config.num_classes
@@ -303,7 +318,15 @@ class Glow(keras.Model):
             temperature * keras.random.normal((n, *shape), seed=generator)
             for shape in self.latent_shapes
         ]
-        return ops.clip(self.decode(zs, labels), -0.5, 0.5)
+        if n <= batch_size:
+            return ops.clip(self.decode(zs, labels), -0.5, 0.5)
+        batches = []
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = [_padded(z[start:stop], batch_size) for z in zs]
+            batch_labels = None if labels is None else _padded(labels[start:stop], batch_size)
+            batches.append(ops.clip(self.decode(batch, batch_labels), -0.5, 0.5)[:stop - start])
+        return ops.concatenate(batches, axis=0)
 
     # ---- data-dependent initialisation ----
 
@@ -510,6 +533,14 @@ class _MeanLoss(keras.losses.Loss):
 
 
 _MEAN_OVER_REPLICA_BATCH = _MeanLoss()
+
+
+def _padded(rows, size):
+    """`rows` with its last row repeated up to `size` rows (a backend tensor or NumPy array)."""
+    missing = size - int(rows.shape[0])
+    if missing <= 0:
+        return rows
+    return ops.concatenate([rows, ops.repeat(rows[-1:], missing, axis=0)], axis=0)
 
 
 def _as_labels(labels):

@@ -11,6 +11,17 @@ from glow_tf.tf import pipelines
 # 8x8 digits, K=1, L=2, width 8: one epoch is 22 steps of 64 images.
 TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 1, "n_init": 64,
         "warmup": 0.5, "weight_decay": 0.0}
+# main.py's run of the same model, backed up at steps 5, 10, 15, 20 and 22 (the epoch's end).
+TRAIN_TINY = {**TINY, "backup_every": 5}
+TRAIN_TINY_ARGS = [f"--{name}={value}" for name, value in TRAIN_TINY.items()]
+
+
+def train_run(path):
+    """A run folder that main.py's training finished (TRAIN_TINY): weights, backup, metrics."""
+    from glow_tf.tf import training
+
+    training.train_and_evaluate(*configs_for("digits", **TRAIN_TINY), path, verbose=0)
+    return path
 
 
 def make_run(path, epochs=1, **changes):

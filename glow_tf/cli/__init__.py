@@ -22,6 +22,20 @@ def fail(program, error):
     sys.exit(1)
 
 
+def interrupted(program, interruption):
+    """Ctrl-C: one line on stderr saying what was kept, and exit status 130 (128 + SIGINT)."""
+    end_progress_line()
+    print(f"{program}: {interruption}", file=sys.stderr)
+    sys.exit(130)
+
+
+def end_progress_line():
+    """Ends a progress bar's unfinished line on a terminal, so that a message starts its own."""
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
 def parse_flags(argv, flag_values=None):
     """app.run's flags_parser, with a bad flag value on one line of stderr (exit status 1)."""
     from absl import flags

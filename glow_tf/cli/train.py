@@ -9,6 +9,8 @@ command line beats both. The run lives in checkpoints/<dataset> unless
 --run_dir says otherwise, and the same command run again resumes it.
 """
 
+import sys
+
 from absl import app, flags
 
 from glow_tf import cli
@@ -27,6 +29,18 @@ def main(argv, flag_values=FLAGS):
     program = cli.program(argv)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        _main(program, flag_values)
+    except KeyboardInterrupt as interruption:
+        # Training's own says what the run folder kept; before it, nothing was written.
+        # (Not imported here: the interruption may have come in TensorFlow's import.)
+        faults = sys.modules.get("glow_tf.tf.faults")
+        if faults is None or not isinstance(interruption, faults.TrainingInterrupted):
+            interruption = "interrupted before training began; nothing was written."
+        cli.interrupted(program, interruption)
+
+
+def _main(program, flag_values):
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)
@@ -36,13 +50,17 @@ def main(argv, flag_values=FLAGS):
     runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
     from glow_tf.datasets import DatasetError
-    from glow_tf.runs import RunDirError
-    from glow_tf.tf import training
+    from glow_tf.runs import RunDirError, WeightsError
+    from glow_tf.runs.files import WriteError
+    from glow_tf.runs.state import StateError
+    from glow_tf.tf import faults, training
     from glow_tf.tf.distribute import DistributionError
 
     try:
         training.train_and_evaluate(*configs, settings_lib.run_dir_of(settings))
-    except (DatasetError, DistributionError, RunDirError, training.TrainingDiverged) as error:
+    except (DatasetError, DistributionError, RunDirError, WeightsError, StateError, WriteError,
+            faults.TrainingWriteError, training.TrainingDiverged) as error:
+        cli.end_progress_line()  # the error may come in the middle of an epoch
         cli.fail(program, error)
 
 

@@ -5,12 +5,49 @@ over the old one with `os.replace`, which is atomic: a crash leaves either
 the old file or the new one, never half of one.
 """
 
+import errno
+import io
 import json
 import os
 import tempfile
 
 # In the name of every temp file, which also starts with ".".
 TEMP_MARK = ".tmp"
+
+# A write that fails for want of space: the disk is full, the user's quota is
+# spent, or the process's file-size limit (ulimit -f) is reached.
+NO_SPACE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is spent",
+            errno.EFBIG: "the file-size limit (ulimit -f) is reached"}
+
+
+class WriteError(OSError):
+    """A file that could not be written; the file of that name, if any, is unchanged.
+
+    An OSError with the cause's errno, whose message names the file and
+    says why in words a user can act on.
+
+    Args:
+        path: the file.
+        cause: the OSError of the failed write.
+        kept: what is left of the file (default: as it was before the write;
+            "": not said).
+    """
+
+    def __init__(self, path, cause, kept=None):
+        reason = NO_SPACE.get(cause.errno) or (cause.strerror or str(cause)).lower()
+        super().__init__(cause.errno, f"{path} could not be written: {reason}", path)
+        self.path, self.reason = path, reason
+        if kept is None:
+            kept = "the file there before is unchanged" if os.path.exists(path) else \
+                "nothing was written"
+        self.kept = kept
+
+    def __str__(self):
+        return f"{self.strerror} ({self.kept})." if self.kept else f"{self.strerror}."
+
+    @property
+    def no_space(self):
+        return self.errno in NO_SPACE
 
 
 def atomic_write(path, write):
@@ -19,10 +56,18 @@ def atomic_write(path, write):
     The temp file lives in the same folder (os.replace is only atomic within
     one file system) and keeps the suffix of `path`, since Keras picks the
     format of a weights file by its name.
+
+    Raises:
+        WriteError: the write failed (a full disk, a read-only folder); the
+            temp file is gone and `path` is as it was.
     """
     folder, name = os.path.split(os.path.abspath(path))
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{TEMP_MARK}{suffix}", dir=folder)
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{TEMP_MARK}{suffix}",
+                                        dir=folder)
+    except OSError as error:
+        raise WriteError(path, error) from None
     os.close(handle)
     try:
         write(temp)
@@ -34,9 +79,11 @@ def atomic_write(path, write):
         # mkstemp makes the file private; give it the permissions of a new file.
         os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temp):
             os.remove(temp)
+        if isinstance(error, OSError) and not isinstance(error, WriteError) and error.errno:
+            raise WriteError(path, error) from None
         raise
 
 
@@ -70,5 +117,36 @@ def read_json(path):
 
 
 def save_weights(model, path):
-    """model.save_weights(path), atomically."""
-    atomic_write(path, lambda temp: model.save_weights(temp))
+    """model.save_weights(path), atomically.
+
+    HDF5 writes the file into memory and Python copies it to disk. Written by
+    HDF5 straight to a full disk, a failed write leaves HDF5 a file it cannot
+    close: Keras does not close it on an error, and the interpreter's exit
+    then reports every failed flush and may crash in HDF5. In memory the HDF5
+    part cannot fail that way, and a full disk is an OSError of the copy.
+    """
+    buffer = _weights_file_in_memory(model)
+
+    def write(temp):
+        with open(temp, "wb") as f:
+            f.write(buffer.getbuffer())
+
+    atomic_write(path, write)
+
+
+def _weights_file_in_memory(model):
+    """A BytesIO holding the file model.save_weights writes, written by Keras."""
+    # Keras' own writer (keras.src.saving.saving_lib, as `save_weights` uses
+    # it), given a BytesIO in place of a path.
+    from keras.src.saving import saving_lib
+
+    if not model.built:
+        raise ValueError("Saving the weights of a model that is not built; build it first.")
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+    finally:
+        store.h5_file.close()
+    return buffer

@@ -153,7 +153,8 @@ class RunDir:
         except (OSError, ValueError) as error:
             raise RunDirError(
                 f"{path} cannot be read ({error}); expected the config.json that main.py "
-                "wrote. Move the folder away or give this run its own --run_dir."
+                "wrote. Restore it from a copy to resume the run, or give this run its own "
+                "--run_dir."
             ) from None
         differences = config_differences(stored, config)
         if differences:
@@ -189,15 +190,28 @@ class RunDir:
             raise RunDirError(
                 f"run_dir={self.path!r}: {existing} is a file, so no folder can be made under it."
             )
-        # Permission bits do not tell (root, read-only mounts, /proc): make
-        # and remove an empty folder where the run's folders would go.
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}", dir=existing))
-        except OSError as error:
+        problem = _write_problem(existing)
+        if problem:
             raise RunDirError(
-                f"run_dir={self.path!r} cannot be written ({error.strerror} in {existing}); "
+                f"run_dir={self.path!r} cannot be written ({problem} in {existing}); "
                 "expected a folder this user may write to."
-            ) from None
+            )
+        # The run writes into its subfolders too: one that cannot be written
+        # would fail the run at its first backup or summary, minutes in.
+        for name in (BACKUP, LOGS, *(os.path.join(LOGS, n) for n in ("train", "validation",
+                                                                      "glow"))):
+            folder = self.file(name)
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise RunDirError(
+                    f"{folder} is a file; the run keeps a folder of that name. Move it away."
+                )
+            problem = os.path.isdir(folder) and _write_problem(folder)
+            if problem:
+                raise RunDirError(
+                    f"{folder} cannot be written ({problem}), though the run "
+                    "folder can: make it writable for this user, or give this run its own "
+                    "--run_dir."
+                )
 
     def lock(self):
         """Makes this process the folder's one writer until `unlock` or its end.
@@ -256,6 +270,19 @@ class RunDir:
         if os.path.exists(path) and read_json(path) == _jsonable(config):
             return
         write_json(path, config)
+
+
+def _write_problem(folder):
+    """Why nothing can be created in folder (e.g. "Permission denied"), or None.
+
+    Permission bits do not tell (root, read-only mounts, /proc): make and
+    remove an empty folder there.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".probe{TEMP_MARK}", dir=folder))
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 def config_differences(stored, asked):

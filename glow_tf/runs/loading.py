@@ -154,7 +154,9 @@ def _read_run_config(run_dir):
         config["model"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunDirError(
-            f"{path} cannot be read ({error!r}); expected the config.json that main.py wrote."
+            f"{path} cannot be read ({error!r}); expected the config.json that main.py wrote. "
+            "Restore it from a copy, or give the weights file alone (--weights) with the "
+            "architecture it was trained with."
         ) from None
     return config
 
@@ -185,7 +187,7 @@ def _load_weights(model, path):
     except OSError as error:  # h5py: truncated or otherwise corrupt
         raise WeightsError(
             f"weights={path!r}: the HDF5 file cannot be read ({error}); it may be "
-            "truncated or corrupt."
+            f"truncated or corrupt. {_remedy(path)}"
         ) from None
     except (ValueError, KeyError) as error:
         cause = str(error).strip().splitlines()[0]
@@ -194,6 +196,20 @@ def _load_weights(model, path):
             "Give the architecture the weights were trained with (the config.json "
             "of their run, or the architecture flags)."
         ) from None
+
+
+def _remedy(path):
+    """What to do about a damaged weights file: its run can write it again, or a copy can."""
+    from glow_tf.runs.folder import BACKUP, BACKUP_STATE, BEST_WEIGHTS, NEWEST_WEIGHTS
+
+    run_dir, name = os.path.split(path)
+    run_dir = run_dir or "."
+    if name == NEWEST_WEIGHTS and os.path.isfile(os.path.join(run_dir, BACKUP, BACKUP_STATE)):
+        return (f"Delete it and rerun main.py with --run_dir {run_dir}: the run writes it "
+                "again from its backup.")
+    if name == BEST_WEIGHTS:
+        return "Restore it from a copy, or use the run's newest weights (--which newest)."
+    return "Restore it from a copy."
 
 
 def describe(config):

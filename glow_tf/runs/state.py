@@ -15,6 +15,7 @@ The run's newest and best weights stay Keras `.weights.h5` files
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -24,7 +25,11 @@ FORMAT = 1
 
 
 class StateError(ValueError):
-    """A state file that does not fit the model or optimizer it is restored into."""
+    """A state file that cannot be read, or does not fit the model or optimizer it restores."""
+
+
+# What NumPy raises for a truncated or otherwise damaged .npz.
+_DAMAGED = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile)
 
 
 def host_values(variables):
@@ -61,14 +66,46 @@ def write(path, model, model_values, step, optimizer=None, optimizer_values=()):
 
 
 def read(path):
-    """(meta, model values, optimizer values) of a state file."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if meta.get("format") != FORMAT:
-            raise StateError(f"{path}: state format {meta.get('format')!r}; expected {FORMAT}.")
-        model_values = [data[f"model_{i:05d}"] for i in range(len(meta["model"]))]
-        optimizer_values = [data[f"optimizer_{i:05d}"] for i in range(len(meta["optimizer"]))]
+    """(meta, model values, optimizer values) of a state file; StateError if damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = _meta(path, data)
+            model_values = [data[f"model_{i:05d}"] for i in range(len(meta["model"]))]
+            optimizer_values = [data[f"optimizer_{i:05d}"]
+                                for i in range(len(meta["optimizer"]))]
+    except _DAMAGED as error:
+        if isinstance(error, StateError):
+            raise
+        raise StateError(f"{path} cannot be read: {_damage(error)}.") from None
     return meta, model_values, optimizer_values
+
+
+def read_step(path):
+    """The step count of a state file (reads its description only); StateError if damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return int(_meta(path, data)["step"])
+    except _DAMAGED as error:
+        if isinstance(error, StateError):
+            raise
+        raise StateError(f"{path} cannot be read: {_damage(error)}.") from None
+
+
+def _meta(path, data):
+    meta = json.loads(str(data["meta"]))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        format_ = meta.get("format") if isinstance(meta, dict) else None
+        raise StateError(f"{path}: state format {format_!r}; expected {FORMAT}.")
+    return meta
+
+
+def _damage(error):
+    """What a NumPy error on reading an .npz says about the file."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    return f"it is truncated or damaged ({type(error).__name__}: {error})"
 
 
 def restore(path, model, optimizer=None):

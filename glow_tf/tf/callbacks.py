@@ -112,19 +112,41 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         os.makedirs(self.run.backup_dir, exist_ok=True)
         model = self.model
-        if os.path.exists(self.run.backup()):
-            state.restore(self.run.backup(), model, model.optimizer)
-        elif os.path.exists(self.run.backup(LEGACY_BACKUP_WEIGHTS)):
-            model.load_weights(self.run.backup(LEGACY_BACKUP_WEIGHTS))
+        backup = self.run.backup()
+        legacy = self.run.backup(LEGACY_BACKUP_WEIGHTS)
+        try:
+            if os.path.exists(backup):
+                state.restore(backup, model, model.optimizer)
+            elif os.path.exists(legacy):
+                try:
+                    model.load_weights(legacy)
+                except (OSError, ValueError, KeyError) as error:
+                    raise state.StateError(f"{legacy} cannot be read ({error}).") from None
+        except state.StateError as error:
+            raise _unusable_backup(error) from None
         if self.share_state is not None:
             self.share_state([*model.weights, *model.optimizer.variables])
         _forget_host_copy()
-        if self.best_epoch is not None and os.path.exists(self.run.backup(BEST_STATE)):
-            self._best_values = state.read(self.run.backup(BEST_STATE))[1]
+        best = self.run.backup(BEST_STATE)
+        if self.best_epoch is not None and os.path.exists(best):
+            try:
+                self._best_values = state.read(best)[1]
+            except state.StateError as error:
+                raise state.StateError(
+                    f"{error} It holds the weights of the best epoch so far: move it away, "
+                    "and the same command resumes the run without them (best.weights.h5 "
+                    "keeps the best weights written before)."
+                ) from None
         self._step = self.backup_step = _step(model)
         self._steps_per_call = getattr(model, "steps_per_execution", 1) or 1
         self._epoch = self._step // self.steps_per_epoch
         model._initial_epoch = self._epoch
+        if self._step and self._step % self.steps_per_epoch == 0:
+            # Backed up at an epoch's end: the newest weights. A run stopped
+            # after that backup, before the Keras files were written, writes
+            # them when it ends, even if no epoch is left to run.
+            self._newest_values, self._newest_step = _weight_values(model), self._step
+            self._keras_files_current = False
 
     # ---- every step ----
 
@@ -225,6 +247,26 @@ class RunCheckpoint(keras.callbacks.Callback):
         _forget_host_copy()
         self._keras_files_current = True
         self._keras_written_at = time.monotonic()
+
+
+def check_backup(run):
+    """Raises StateError, saying what to do, if the run's backup is there but cannot be read.
+
+    Reads only the file's description, which a truncated file has lost
+    with its end; RunCheckpoint reads the rest when training starts.
+    """
+    if os.path.exists(run.backup()):
+        try:
+            state.read_step(run.backup())
+        except state.StateError as error:
+            raise _unusable_backup(error) from None
+
+
+def _unusable_backup(error):
+    return state.StateError(
+        f"{error} It is the state this run resumes from: move it away, and the same command "
+        "starts the run over."
+    )
 
 
 def _step(model):

@@ -7,6 +7,7 @@ and evaluates the final weights on the test split.
 """
 
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -19,10 +20,11 @@ from keras import ops
 
 from glow_tf import precision as precision_lib
 from glow_tf.model import Glow
-from glow_tf.runs import RunDir, load_model
-from glow_tf.tf import distribute, optimizers
+from glow_tf.runs import RunDir, load_model, state
+from glow_tf.runs.files import save_weights
+from glow_tf.tf import distribute, faults, optimizers
 from glow_tf.tf import pipelines
-from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence
+from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, check_backup
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
@@ -172,8 +174,10 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     scratch = None if writer else tempfile.mkdtemp(prefix="glow-worker-")
     run = RunDir(run_dir if writer else scratch)
     try:
-        return _train(model_config, data_config, training_config, run, config,
-                      distribution, callbacks, verbose)
+        # A Ctrl-C or a failed write from here on ends with what the folder kept.
+        with faults.reported(run) as progress:
+            return _train(model_config, data_config, training_config, run, config,
+                          distribution, progress, callbacks, verbose)
     except tf.errors.UnavailableError as error:
         if not distribution.multi_worker:
             raise
@@ -191,8 +195,8 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(model_config, data_config, training_config, run, config, distribution, callbacks,
-           verbose):
+def _train(model_config, data_config, training_config, run, config, distribution, progress,
+           callbacks, verbose):
     """train_and_evaluate in `run` (run_dir, or a worker's scratch folder)."""
     writer = distribution.is_chief
     start = _START_TRAINING
@@ -209,6 +213,8 @@ def _train(model_config, data_config, training_config, run, config, distribution
                 data_config, training_config.batch_size, seed=training_config.seed,
                 labels=model_config.num_classes > 0,
             )
+            progress.steps_per_epoch = pipelines.num_examples(train)
+            check_backup(run)  # before the folder is touched
             run.prepare(config)  # from here on this process holds the folder's lock
             start = _RESUME if run.has_backup() else _START_TRAINING
     except BaseException:
@@ -224,11 +230,12 @@ def _train(model_config, data_config, training_config, run, config, distribution
         if not writer:
             print("The chief's run is finished; nothing to do.")
             return None, {}
+        model = _finished_model(run, model_config)
         print(
             f"{run.path} finished {metrics['epochs_completed']} epochs already: "
             f"test bits/dim {metrics['test_bits_per_dim']:.4f}. Nothing to do."
         )
-        return load_model(run.path).model, metrics
+        return model, metrics
 
     if distribution.num_replicas > 1:
         index, count = distribution.worker
@@ -236,7 +243,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
               f"of {training_config.batch_size // distribution.num_replicas} images each"
               + (f"; this is worker {index} of {count}." if count > 1 else "."))
     resuming = start == _RESUME
-    steps_per_epoch = pipelines.num_examples(train)
+    steps_per_epoch = progress.steps_per_epoch
     init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
 
     divergence = StopOnDivergence()
@@ -313,6 +320,27 @@ def _tell_workers(distribution, start, config):
             "start every worker with the same command, only TF_CONFIG's task index differing."
         )
     return start
+
+
+def _finished_model(run, model_config):
+    """The finished run's newest weights; rewritten from its backup if they are gone.
+
+    A finished run's backup holds the weights of its last epoch, which
+    newest.weights.h5 holds too.
+    """
+    path = run.weights("newest")
+    if not os.path.exists(path) and os.path.exists(run.backup()):
+        model = Glow(model_config)
+        state.restore(run.backup(), model)
+        run.lock()
+        try:
+            save_weights(model, path)
+        finally:
+            run.unlock()
+        print(f"{path} was missing: written again from {run.backup()}.")
+        return model
+    # WeightsError for a damaged file says to delete it, which leads here again.
+    return load_model(run.path).model
 
 
 def _diverged_message(divergence, backup_step, run):

@@ -18,6 +18,7 @@ from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
 
 TINY = ["--k_glow", "1", "--l_glow", "2", "--hidden_channels", "8", "--epochs", "2",
         "--n_init", "64", "--warmup", "0.5"]
+LONG_EPOCHS = 40
 HOLD_LOCK = (
     "import sys, time\n"
     "from glow_tf.runs import RunDir\n"
@@ -55,7 +56,10 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 @pytest.mark.slow
 def test_a_second_main_py_on_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
     run_dir = tmp_path / "run"
-    command = [sys.executable, str(ROOT / "main.py"), *TINY, "--run_dir", str(run_dir)]
+    # Epochs enough to outlast the second process's start (a tiny epoch takes
+    # a fraction of a second, TensorFlow's import seconds).
+    command = [sys.executable, str(ROOT / "main.py"), *TINY, "--epochs", str(LONG_EPOCHS),
+               "--run_dir", str(run_dir)]
     first = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -77,7 +81,7 @@ def test_a_second_main_py_on_the_same_folder_is_refused_and_the_first_finishes(t
     ), second.stderr
     assert first.returncode == 0, error
     metrics = (run_dir / "metrics.json").read_text()
-    assert '"finished": true' in metrics and '"epochs_completed": 2' in metrics
+    assert '"finished": true' in metrics and f'"epochs_completed": {LONG_EPOCHS}' in metrics
     assert '"lr": 0.002' in (run_dir / "config.json").read_text()  # the first run's (preset)
 
 
