@@ -75,12 +75,18 @@ class RunCheckpoint(keras.callbacks.Callback):
         keras_weights_every: seconds between writes of the Keras weights
             files during training (0: after every epoch; None:
             KERAS_WEIGHTS_EVERY).
+        share_state: None, or for training on several workers a function
+            that makes every worker's variables the chief's (such as
+            `Distribution.share_chief_state`); called on the weights and the
+            optimizer's variables after the restore, before the step count
+            is read, on every worker.
     """
 
     def __init__(self, run, epochs, backup_every, steps_per_epoch, resume=False,
-                 keras_weights_every=None):
+                 keras_weights_every=None, share_state=None):
         super().__init__()
         self.run = run
+        self.share_state = share_state
         self.epochs = epochs
         self.backup_every = backup_every
         self.steps_per_epoch = steps_per_epoch
@@ -118,6 +124,8 @@ class RunCheckpoint(keras.callbacks.Callback):
                     raise state.StateError(f"{legacy} cannot be read ({error}).") from None
         except state.StateError as error:
             raise _unusable_backup(error) from None
+        if self.share_state is not None:
+            self.share_state([*model.weights, *model.optimizer.variables])
         _forget_host_copy()
         best = self.run.backup(BEST_STATE)
         if self.best_epoch is not None and os.path.exists(best):

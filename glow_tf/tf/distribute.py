@@ -10,6 +10,12 @@ so `fit` gets `distribution.global_batch(per_replica_batch)`. Gradients are
 averaged over the global batch: `Glow.compute_loss` goes through Keras' loss
 reduction, which divides each replica's loss by the replica count.
 
+With "multi_worker", every worker runs the same program. Keras' `fit`
+needs two changes there (`Distribution.prepare_dataset`,
+`Distribution.prepare_model`); the chief alone writes files
+(`Distribution.is_chief`), and `Distribution.from_chief` hands its values
+to the other workers.
+
 TensorFlow is imported only for the TensorFlow strategies, so the module
 imports on a JAX-only machine.
 
@@ -27,8 +33,13 @@ import json
 import os
 
 import keras
+import numpy as np
 
 from glow_tf.config import JAX_STRATEGIES, STRATEGIES, TF_STRATEGIES
+
+
+# Values per collective of `Distribution.from_chief`: 512 MiB of float64.
+_BROADCAST_CHUNK = 1 << 26
 
 
 class DistributionError(ValueError):
@@ -50,11 +61,137 @@ class Distribution:
         self.num_replicas = num_replicas
         self.engine = engine
 
+    @property
+    def worker(self):
+        """(this process's index among the workers, the number of workers).
+
+        (0, 1) but for "multi_worker", where TF_CONFIG's "chief" task (if
+        any) comes first, then its workers in order.
+        """
+        if self.name != "multi_worker":
+            return 0, 1
+        resolver = self.engine.cluster_resolver
+        spec = resolver.cluster_spec().as_dict()
+        tasks = [(kind, index) for kind in ("chief", "worker")
+                 for index in range(len(spec.get(kind, ())))]
+        return tasks.index((resolver.task_type, resolver.task_id)), len(tasks)
+
+    @property
+    def multi_worker(self):
+        """Whether several processes train together, each with its share of the batch."""
+        return self.worker[1] > 1
+
+    @property
+    def is_chief(self):
+        """Whether this process writes the run: the only process, or the cluster's chief.
+
+        The chief is TF_CONFIG's "chief" task, or worker 0 when the cluster
+        has none (TensorFlow's rule: `StrategyExtended.should_checkpoint`).
+        """
+        return not self.multi_worker or self.engine.extended.should_checkpoint
+
     def scope(self):
         """The context in which to build, compile and fit the model."""
         if self.engine is None:
             return contextlib.nullcontext()
         return self.engine.scope()
+
+    def prepare_dataset(self, dataset):
+        """A tf.data pipeline of training batches, made ready for `fit` here.
+
+        Unchanged but for several workers, where every worker runs the same
+        pipeline (same seed, same order) and tf.data's DATA sharding gives
+        each its own part of every global batch, and the images become
+        int32: under a strategy, Keras' `fit` first averages one batch over
+        the replicas for a symbolic build of the model (which a Glow, built
+        in its constructor, never needs), and the collective all-reduce
+        between workers has no uint8 kernel. The model takes images of any
+        integer dtype; the cast costs three more bytes per pixel on the way
+        from tf.data to the device, and only here.
+        """
+        if not self.multi_worker:
+            return dataset
+        import tensorflow as tf
+
+        def widen(batch):
+            if isinstance(batch, dict):
+                return {**batch, "images": tf.cast(batch["images"], tf.int32)}
+            return tf.cast(batch, tf.int32)
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        return dataset.map(widen).with_options(options)
+
+    def prepare_model(self, model):
+        """Makes a compiled `model`'s `fit` run here; call it before `fit`.
+
+        Several workers: Keras averages each step's logs over the workers
+        along their first axis (`strategy.reduce(MEAN, axis=0)`), which a
+        scalar has not; the step returns each log as shape (1,) instead, and
+        the logs `fit` shows are scalars again, the mean over the replicas.
+        """
+        if not self.multi_worker:
+            return
+        from keras import ops
+
+        train_step = model.train_step
+
+        def step_with_reducible_logs(data):
+            return keras.tree.map_structure(
+                lambda value: ops.reshape(value, (1,)), train_step(data)
+            )
+
+        model.train_step = step_with_reducible_logs
+
+    def from_chief(self, values):
+        """The chief's NumPy `values` on every worker (a list of arrays).
+
+        A collective: every worker calls it with arrays of the same shapes
+        and dtypes, and gets the chief's back. One process: `values` as they
+        are. The values travel as float64, exact for every float32, integer
+        (up to 2**53) and boolean value, as a sum of the chief's values and
+        zeros from every other replica.
+        """
+        if not self.multi_worker:
+            return values
+        import tensorflow as tf
+
+        values = [np.asarray(v) for v in values]
+        flat = np.concatenate([v.astype(np.float64).ravel() for v in values] or [np.zeros(0)])
+        total = np.empty_like(flat)
+        for start in range(0, max(len(flat), 1), _BROADCAST_CHUNK):
+            chunk = tf.constant(flat[start:start + _BROADCAST_CHUNK])
+
+            def contribution(chunk=chunk):
+                # Replica 0 is the chief's first device (TensorFlow numbers
+                # the chief's replicas first).
+                first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+                return tf.where(first, chunk, tf.zeros_like(chunk))
+
+            summed = self.engine.reduce("SUM", self.engine.run(contribution), axis=None)
+            total[start:start + _BROADCAST_CHUNK] = summed.numpy()
+        out, start = [], 0
+        for value in values:
+            out.append(total[start:start + value.size].reshape(value.shape).astype(value.dtype))
+            start += value.size
+        return out
+
+    def share_chief_state(self, variables):
+        """Assigns the chief's values to `variables` on every worker (see `from_chief`).
+
+        After a resume, the chief has read the run's backup; the others
+        take its weights and optimizer state from it instead of from a
+        file they may not see (a run folder on the chief's disk).
+        """
+        if not self.multi_worker:
+            return
+        from keras import ops
+
+        values = self.from_chief([ops.convert_to_numpy(v) for v in variables])
+        for variable, value in zip(variables, values):
+            variable.assign(value)
 
     def global_batch(self, per_replica_batch):
         """The batch size to give `fit`: `per_replica_batch` images per replica."""

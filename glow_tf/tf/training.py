@@ -6,10 +6,16 @@ compiles the model, fits it with the callbacks that keep the folder current,
 and evaluates the final weights on the test split.
 """
 
+import json
 import os
+import shutil
+import tempfile
 import warnings
+import zlib
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from glow_tf import precision as precision_lib
@@ -79,6 +85,7 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
     if distribution is None:
         distribution = distribute.get_distribution(training_config.strategy)
     distribution.check_global_batch(training_config.batch_size)
+    train = distribution.prepare_dataset(train)
     with distribution.scope():
         with precision_lib.precision_scope(training_config.precision):
             model = Glow(model_config, remat=training_config.remat)
@@ -89,6 +96,7 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
             jit_compile=True if training_config.jit else "auto",
             steps_per_execution=training_config.steps_per_execution,
         )
+        distribution.prepare_model(model)
         # The optimizer's slots made here, not inside the first traced step:
         # a tf.function whose first trace creates variables traces the step
         # a second time. On a 2-core CPU the first step of the 64-step digits
@@ -108,7 +116,7 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
 
 
 def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
-                       callbacks=(), verbose="auto"):
+                       callbacks=(), verbose="auto", distribution=None):
     """Trains in `run_dir` (resuming what is there); returns (model, metrics).
 
     A new folder starts a run. A folder holding an interrupted run with the
@@ -120,12 +128,21 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     Args:
         callbacks: more Keras callbacks, run after the run folder's own.
         verbose: `fit`'s verbosity ("auto": a progress bar).
+        distribution: a `glow_tf.tf.distribute.Distribution` to train with
+            (say, mirrored over chosen devices); None makes the one
+            `training_config.strategy` names.
+
+    With `training_config.strategy` "multi_worker", every worker of the
+    cluster calls it with the same arguments; only the chief writes in
+    `run_dir` (see glow_tf.tf.distribute).
 
     Returns:
         the trained model and the metrics written to metrics.json, whose
         "test_bits_per_dim" is the final weights' test bits/dim (the test
         pass of glow_tf.tf.test_pass: dequantisation noise of seed
-        `training_config.seed`, the same in every epoch).
+        `training_config.seed`, the same in every epoch). A worker other
+        than the chief returns its model (None if the run was finished
+        already) and {"steps": its step count}.
     """
     if model_config.image_shape != data_config.image_shape:
         raise ValueError(
@@ -138,19 +155,81 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
             f"{data_config.n_bits} in the data config."
         )
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy requires it.
-    distribution = distribute.get_distribution(training_config.strategy)
+    if distribution is None:
+        distribution = distribute.get_distribution(training_config.strategy)
     distribution.check_global_batch(training_config.batch_size)
-    run = RunDir(run_dir)
     config = {
         "model": model_config.to_dict(),
         "data": data_config.to_dict(),
         "training": training_config.to_dict(),
     }
-    # Everything that can refuse the run (the folder, then the data) is
-    # checked before anything is written, so a refused run leaves no trace.
-    run.check(config)
-    metrics = run.read_metrics()
-    if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
+    # Only the chief (the one process, or worker 0 of several) writes in
+    # run_dir. Every other worker runs the same code in a scratch folder of
+    # its own, deleted at the end: the same callbacks reading the same
+    # variables at the same steps, so that each takes part in every
+    # collective (creating a variable under the strategy is one). They learn
+    # from the chief whether the run goes on, and take its weights when fit
+    # starts (RunCheckpoint's share_state), so they need not see run_dir.
+    writer = distribution.is_chief
+    scratch = None if writer else tempfile.mkdtemp(prefix="glow-worker-")
+    run = RunDir(run_dir if writer else scratch)
+    try:
+        # A Ctrl-C or a failed write from here on ends with what the folder kept.
+        with faults.reported(run) as progress:
+            return _train(model_config, data_config, training_config, run, config,
+                          distribution, progress, callbacks, verbose)
+    except tf.errors.UnavailableError as error:
+        if not distribution.multi_worker:
+            raise
+        # TensorFlow's message starts "Graph execution error:"; its cause follows.
+        lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+        reason = next((line for line in lines if "unhealthy" in line), lines[-1] if lines else "")
+        raise distribute.DistributionError(
+            f"Another worker of the cluster stopped or cannot be reached ({reason}). Stop "
+            "every worker, then start the same commands again: they resume from the chief's "
+            + (f"backup in {run_dir}." if writer else "backup.")
+        ) from None
+    finally:
+        run.unlock()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(model_config, data_config, training_config, run, config, distribution, progress,
+           callbacks, verbose):
+    """train_and_evaluate in `run` (run_dir, or a worker's scratch folder)."""
+    writer = distribution.is_chief
+    start = _START_TRAINING
+    try:
+        # Everything that can refuse the run (the folder, then the data) is
+        # checked before anything is written, so a refused run leaves no trace.
+        run.check(config)
+        metrics = run.read_metrics()
+        if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
+            start = _FINISHED
+        else:
+            keras.utils.set_random_seed(training_config.seed)
+            train, test = pipelines.make_datasets(
+                data_config, training_config.batch_size, seed=training_config.seed,
+                labels=model_config.num_classes > 0,
+            )
+            progress.steps_per_epoch = pipelines.num_examples(train)
+            check_backup(run)  # before the folder is touched
+            run.prepare(config)  # from here on this process holds the folder's lock
+            start = _RESUME if run.has_backup() else _START_TRAINING
+    except BaseException:
+        if writer:  # the other workers wait for its word
+            _tell_workers(distribution, _CHIEF_FAILED, config)
+        raise
+    start = _tell_workers(distribution, start, config)
+    if start == _CHIEF_FAILED:
+        raise distribute.DistributionError(
+            "The chief (worker 0) stopped before training; its output says why."
+        )
+    if start == _FINISHED:
+        if not writer:
+            print("The chief's run is finished; nothing to do.")
+            return None, {}
         model = _finished_model(run, model_config)
         print(
             f"{run.path} finished {metrics['epochs_completed']} epochs already: "
@@ -158,67 +237,89 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
         )
         return model, metrics
 
-    # A Ctrl-C or a failed write from here on ends with what the folder kept.
-    with faults.reported(run) as progress:
-        return _train(run, config, model_config, training_config, data_config, distribution,
-                      progress, callbacks, verbose)
+    if distribution.num_replicas > 1:
+        index, count = distribution.worker
+        print(f"Training with strategy {distribution.name}: {distribution.num_replicas} replicas "
+              f"of {training_config.batch_size // distribution.num_replicas} images each"
+              + (f"; this is worker {index} of {count}." if count > 1 else "."))
+    resuming = start == _RESUME
+    steps_per_epoch = progress.steps_per_epoch
+    init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
 
-
-def _train(run, config, model_config, training_config, data_config, distribution, progress,
-           callbacks, verbose):
-    keras.utils.set_random_seed(training_config.seed)
-    train, test = pipelines.make_datasets(
-        data_config, training_config.batch_size, seed=training_config.seed,
-        labels=model_config.num_classes > 0,
+    divergence = StopOnDivergence()
+    test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
+    checkpoint = RunCheckpoint(
+        run, training_config.epochs, training_config.backup_every, steps_per_epoch,
+        resume=resuming,
+        share_state=distribution.share_chief_state if distribution.multi_worker else None,
     )
-    steps_per_epoch = progress.steps_per_epoch = pipelines.num_examples(train)
-    check_backup(run)  # before the folder is touched
-    run.prepare(config)  # from here on this process holds the folder's lock
-    try:
-        resuming = run.has_backup()
-        init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
+    # In this order: each epoch's test pass puts val_loss in the logs that
+    # the summaries, TensorBoard and the checkpoint read.
+    all_callbacks = [
+        divergence,
+        test_pass,
+        GlowSummaries(
+            f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
+            seed=training_config.seed,
+        ),
+        # No graph: it would serialise the training step's tens of
+        # thousands of nodes into the event file.
+        keras.callbacks.TensorBoard(run.log_dir, write_graph=False),
+        checkpoint,
+        *callbacks,
+    ]
+    model, _ = build_and_fit(
+        model_config, training_config, train, None,
+        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
+        verbose=verbose, distribution=distribution,
+    )
 
-        divergence = StopOnDivergence()
-        test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
-        checkpoint = RunCheckpoint(
-            run, training_config.epochs, training_config.backup_every, steps_per_epoch,
-            resume=resuming,
-        )
-        # In this order: each epoch's test pass puts val_loss in the logs that
-        # the summaries, TensorBoard and the checkpoint read.
-        all_callbacks = [
-            divergence,
-            test_pass,
-            GlowSummaries(
-                f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
-                seed=training_config.seed,
-            ),
-            # No graph: it would serialise the training step's tens of
-            # thousands of nodes into the event file.
-            keras.callbacks.TensorBoard(run.log_dir, write_graph=False),
-            checkpoint,
-            *callbacks,
-        ]
-        model, _ = build_and_fit(
-            model_config, training_config, train, None,
-            init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
-            verbose=verbose, distribution=distribution,
-        )
-
-        if divergence.step is not None:
-            raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
-        metrics = run.read_metrics()
-        steps = int(ops.convert_to_numpy(model.optimizer.iterations))
-        # The last epoch's test pass scored these weights already, unless no
-        # epoch ran (a run resumed from the backup of its last step).
-        if test_pass.step != steps:
-            test_pass.run(model)
-        metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
-        run.write_metrics(metrics)
+    if divergence.step is not None:
+        if not writer:
+            raise TrainingDiverged(
+                f"Training diverged: {divergence.reason} at step {divergence.step} (epoch "
+                f"{divergence.epoch}). The chief (worker 0) says what its run folder kept."
+            )
+        raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
+    metrics = run.read_metrics()
+    steps = int(ops.convert_to_numpy(model.optimizer.iterations))
+    # The last epoch's test pass scored these weights already, unless no
+    # epoch ran (a run resumed from the backup of its last step).
+    if test_pass.step != steps:
+        test_pass.run(model)
+    metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
+    run.write_metrics(metrics)
+    if writer:
         print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
-        return model, metrics
-    finally:
-        run.unlock()
+    else:
+        index, count = distribution.worker
+        print(f"Worker {index} of {count} trained {steps} steps, to test bits/dim "
+              f"{test_pass.bits_per_dim:.4f}; the chief (worker 0) holds the run in its run folder.")
+    return model, metrics
+
+
+# How a run starts, as the chief tells the other workers (_tell_workers).
+_START_TRAINING, _RESUME, _FINISHED, _CHIEF_FAILED = range(4)
+
+
+def _tell_workers(distribution, start, config):
+    """The chief's `start` on every worker; one process: `start`.
+
+    Raises DistributionError on a worker whose hyperparameters differ from
+    the chief's: every worker must run the same command.
+    """
+    if not distribution.multi_worker:
+        return start
+    # Each machine may keep the data in a folder of its own.
+    shared = {**config, "data": {k: v for k, v in config["data"].items() if k != "data_dir"}}
+    ours = zlib.crc32(json.dumps(shared, sort_keys=True).encode())
+    start, chiefs = (int(v) for v in distribution.from_chief([np.array([start, ours])])[0])
+    if chiefs != ours:
+        raise distribute.DistributionError(
+            f"Worker {distribution.worker[0]} runs with other settings than the chief (worker 0): "
+            "start every worker with the same command, only TF_CONFIG's task index differing."
+        )
+    return start
 
 
 def _finished_model(run, model_config):
