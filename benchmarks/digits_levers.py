@@ -2,6 +2,7 @@
 
     python -m benchmarks.digits_levers                       # every row below
     python -m benchmarks.digits_levers --rows baseline,polyak --epochs 40
+    python -m benchmarks.digits_levers --flags="--lr=3e-3"   # every row with more flags
 
 Each row runs `python main.py --dataset digits <flags>` in a fresh run folder
 (so the same number of steps as the README's command, 40 epochs of 22), and
@@ -23,8 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = {
     "baseline": [],
     "polyak": ["--polyak"],
+    "polyak_epochs=3": ["--polyak", "--polyak_epochs=3"],
     "augment": ["--augment"],
     "log_scale_factor=3": ["--log_scale_factor=3"],
+    "polyak+log_scale_factor=3": ["--polyak", "--log_scale_factor=3"],
     "polyak+augment": ["--polyak", "--augment"],
     "polyak+augment+log_scale_factor=3": ["--polyak", "--augment", "--log_scale_factor=3"],
 }
@@ -49,6 +52,8 @@ def main():
                         help=f"comma-separated rows, of: {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs per row (default: the digits preset's)")
+    parser.add_argument("--flags", default="",
+                        help="more main.py flags for every row, space-separated")
     args = parser.parse_args()
     rows = args.rows.split(",")
     unknown = [row for row in rows if row not in ROWS]
@@ -57,10 +62,12 @@ def main():
     print("| flags | test bits/dim (final) | best test bits/dim (epoch) "
           "| train bits/dim (last epoch) | steps | wall s |")
     print("|---|---|---|---|---|---|")
+    extra = args.flags.split()
     for row in rows:
         with tempfile.TemporaryDirectory(prefix="digits_levers_") as folder:
-            metrics, wall, _ = run_row(ROWS[row], args.epochs, os.path.join(folder, "run"))
-        flags = " ".join(ROWS[row]) or "(none)"
+            metrics, wall, _ = run_row(ROWS[row] + extra, args.epochs,
+                                       os.path.join(folder, "run"))
+        flags = " ".join(ROWS[row] + extra) or "(none)"
         print(f"| {flags} | {metrics['test_bits_per_dim']:.4f} "
               f"| {metrics['best_test_bits_per_dim']:.4f} ({metrics['best_epoch']}) "
               f"| {metrics['train_bits_per_dim']:.4f} | {metrics['steps']} | {wall:.0f} |",
