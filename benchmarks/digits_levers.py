@@ -21,15 +21,18 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Each row says whether it averages and over how many epochs, so that it
+# means the same whatever the defaults and the preset.
 ROWS = {
-    "baseline": [],
-    "polyak": ["--polyak"],
+    "baseline": ["--nopolyak"],
+    "polyak": ["--polyak", "--polyak_epochs=1"],
     "polyak_epochs=3": ["--polyak", "--polyak_epochs=3"],
-    "augment": ["--augment"],
-    "log_scale_factor=3": ["--log_scale_factor=3"],
-    "polyak+log_scale_factor=3": ["--polyak", "--log_scale_factor=3"],
-    "polyak+augment": ["--polyak", "--augment"],
-    "polyak+augment+log_scale_factor=3": ["--polyak", "--augment", "--log_scale_factor=3"],
+    "augment": ["--nopolyak", "--augment"],
+    "log_scale_factor=3": ["--nopolyak", "--log_scale_factor=3"],
+    "polyak+log_scale_factor=3": ["--polyak", "--polyak_epochs=1", "--log_scale_factor=3"],
+    "polyak+augment": ["--polyak", "--polyak_epochs=1", "--augment"],
+    "polyak+augment+log_scale_factor=3": ["--polyak", "--polyak_epochs=1", "--augment",
+                                          "--log_scale_factor=3"],
 }
 
 

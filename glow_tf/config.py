@@ -194,7 +194,7 @@ class TrainingConfig(_Config):
     """How to train a Glow (the model and the data have their own configs).
 
     The defaults are the paper's: Adamax at 1e-3 after a linear warmup, 64
-    images per step.
+    images per step, Polyak averaging of the weights.
     """
 
     batch_size: int = setting(
@@ -209,10 +209,11 @@ class TrainingConfig(_Config):
     )
     optimizer: str = setting("adamax", "Optimizer: adamax (the paper's) or adam.", choices=OPTIMIZERS)
     polyak: bool = setting(
-        False,
-        "Polyak averaging: keep an exponential moving average of the weights (the "
-        "optimizer's use_ema), which the test bits/dim, the newest and best weights, "
-        "sampling and evaluation use; training goes on from the raw weights.",
+        True,
+        "Polyak averaging, as in the paper's code: keep an exponential moving average of "
+        "the weights (the optimizer's use_ema), which the test bits/dim, the newest and "
+        "best weights, sampling and evaluation use; training goes on from the raw weights. "
+        "--nopolyak scores and keeps the raw weights.",
     )
     polyak_epochs: float = setting(
         1.0,
