@@ -2,10 +2,10 @@
 
     python -m benchmarks.digits_levers                       # every row below
     python -m benchmarks.digits_levers --rows baseline,polyak --epochs 40
-    python -m benchmarks.digits_levers --flags="--lr=3e-3"   # every row with more flags
+    python -m benchmarks.digits_levers --epochs 40 --flags=--lr=2e-3   # docs/training.md's table
 
 Each row runs `python main.py --dataset digits <flags>` in a fresh run folder
-(so the same number of steps as the README's command, 40 epochs of 22), and
+(so each row has the preset's steps, or --epochs of 22 steps), and
 prints the final and best test bits/dim, the last epoch's training bits/dim
 and the wall clock. The rows run one after another, in this process's
 backend (KERAS_BACKEND).
