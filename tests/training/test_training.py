@@ -78,7 +78,8 @@ def test_tensorboard_holds_losses_latent_statistics_and_images(finished_run):
     for tag in ("train/epoch_loss", "validation/epoch_loss", "train/epoch_learning_rate"):
         assert [step for step, _ in events[tag]] == [0, 1], tag
     # Warmup of half an epoch (11 steps) is over after each epoch.
-    np.testing.assert_allclose([v for _, v in events["train/epoch_learning_rate"]], 2e-3)
+    np.testing.assert_allclose([v for _, v in events["train/epoch_learning_rate"]],
+                               tiny_configs()[2].lr)
     for level in (1, 2):
         means = [float(v) for _, v in events[f"glow/z/level_{level}/mean"]]
         variances = [float(v) for _, v in events[f"glow/z/level_{level}/variance"]]
