@@ -194,7 +194,7 @@ class TrainingConfig(_Config):
     """How to train a Glow (the model and the data have their own configs).
 
     The defaults are the paper's: Adamax at 1e-3 after a linear warmup, 64
-    images per step.
+    images per step, Polyak averaging of the weights.
     """
 
     batch_size: int = setting(
@@ -208,6 +208,18 @@ class TrainingConfig(_Config):
         "in the original Glow code; 0 for none.",
     )
     optimizer: str = setting("adamax", "Optimizer: adamax (the paper's) or adam.", choices=OPTIMIZERS)
+    polyak: bool = setting(
+        True,
+        "Polyak averaging, as in the paper's code: keep an exponential moving average of "
+        "the weights (the optimizer's use_ema), which the test bits/dim, the newest and "
+        "best weights, sampling and evaluation use; training goes on from the raw weights. "
+        "--nopolyak scores and keeps the raw weights.",
+    )
+    polyak_epochs: float = setting(
+        1.0,
+        "With --polyak: the average's horizon in epochs, as in the original Glow code: "
+        "each step keeps 1 - 1/(polyak_epochs * steps per epoch) of the average.",
+    )
     clipnorm: float = setting(0.0, "Clip each gradient to this norm; 0 for no clipping.")
     weight_decay: float = setting(
         0.0,
@@ -279,9 +291,14 @@ class TrainingConfig(_Config):
             )
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay={self.weight_decay!r}: expected a number >= 0.")
+        if not (isinstance(self.polyak_epochs, (int, float)) and self.polyak_epochs > 0
+                and math.isfinite(self.polyak_epochs)):
+            raise ValueError(
+                f"polyak_epochs={self.polyak_epochs!r}: expected a number of epochs > 0."
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed={self.seed!r}: expected an integer.")
-        for name in ("jit", "remat"):
+        for name in ("polyak", "jit", "remat"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected True or False.")
         precision_lib.from_mixed_precision(self.mixed_precision)

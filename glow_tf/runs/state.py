@@ -5,9 +5,12 @@ model's object graph: 0.8 s for the 3,000 arrays of the digits Glow with
 its optimizer's slots (most of it Python), more on a loaded machine. A run
 backs up several times an epoch, so its backup is one uncompressed `.npz`
 instead: the values of the model's variables and of the optimizer's, in
-their order, with each one's path and shape to check against, and the
-step count. Writing it takes under a tenth of a second (docs/performance.md). NumPy only, so
-a state written on one Keras backend restores on the other.
+their order, with each one's path and shape to check against, the step
+count and, in a training backup, the state of the model's noise generator
+(`Glow.seed_generator`, which `model.weights` leaves out), so that a
+resumed run draws the dequantisation noise an uninterrupted one would.
+Writing it takes under a tenth of a second (docs/performance.md). NumPy
+only, so a state written on one Keras backend restores on the other.
 
 The run's newest and best weights stay Keras `.weights.h5` files
 (glow_tf.runs.folder), written less often.
@@ -47,14 +50,19 @@ def write(path, model, model_values, step, optimizer=None, optimizer_values=()):
         step: the optimizer's step count the values belong to.
         optimizer, optimizer_values: the optimizer and
             `host_values(optimizer.variables)`; none for weights alone.
+            With them, the model's noise generator state is written too.
     """
+    generator = _generator(model) if optimizer else None
     meta = {
         "format": FORMAT,
         "step": int(step),
         "model": [_describe(v) for v in model.weights],
         "optimizer": [_describe(v) for v in optimizer.variables] if optimizer else [],
+        "generator": _describe(generator) if generator is not None else None,
     }
     arrays = {"meta": np.array(json.dumps(meta))}
+    if generator is not None:
+        arrays["generator"] = host_values([generator])[0]
     arrays.update({f"model_{i:05d}": value for i, value in enumerate(model_values)})
     arrays.update({f"optimizer_{i:05d}": value for i, value in enumerate(optimizer_values)})
 
@@ -67,17 +75,23 @@ def write(path, model, model_values, step, optimizer=None, optimizer_values=()):
 
 def read(path):
     """(meta, model values, optimizer values) of a state file; StateError if damaged."""
+    meta, model_values, optimizer_values, _ = _read(path)
+    return meta, model_values, optimizer_values
+
+
+def _read(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = _meta(path, data)
             model_values = [data[f"model_{i:05d}"] for i in range(len(meta["model"]))]
             optimizer_values = [data[f"optimizer_{i:05d}"]
                                 for i in range(len(meta["optimizer"]))]
+            generator = data["generator"] if meta.get("generator") else None
     except _DAMAGED as error:
         if isinstance(error, StateError):
             raise
         raise StateError(f"{path} cannot be read: {_damage(error)}.") from None
-    return meta, model_values, optimizer_values
+    return meta, model_values, optimizer_values, generator
 
 
 def read_step(path):
@@ -111,23 +125,40 @@ def _damage(error):
 def restore(path, model, optimizer=None):
     """Assigns a state file's values to the model's (and the optimizer's) variables.
 
+    With the optimizer, the model's noise generator state is restored too
+    (where the file has it: older backups restart the noise stream).
     Returns the step count it holds. Raises StateError, naming the first
     variable that differs, when the file is of another model or optimizer.
     """
-    meta, model_values, optimizer_values = read(path)
+    meta, model_values, optimizer_values, generator_value = _read(path)
     parts = [("model", model.weights, model_values, meta["model"])]
     if optimizer is not None:
         parts.append(("optimizer", optimizer.variables, optimizer_values, meta["optimizer"]))
     for kind, variables, _, described in parts:
         _check_fits(path, kind, variables, described)
+    generator = _generator(model) if optimizer is not None else None
+    if generator is not None and generator_value is not None:
+        if list(generator.shape) != list(generator_value.shape):
+            raise StateError(
+                f"{os.path.basename(path)}: the noise generator state has shape "
+                f"{generator_value.shape} there and {tuple(generator.shape)} here."
+            )
     for _, variables, values, _ in parts:
         assign(variables, values)
+    if generator is not None and generator_value is not None:
+        generator.assign(generator_value)
     return meta["step"]
 
 
 def assign(variables, values):
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def _generator(model):
+    """The state variable of the model's training noise generator, or None."""
+    seed_generator = getattr(model, "seed_generator", None)
+    return None if seed_generator is None else seed_generator.state
 
 
 def _describe(variable):

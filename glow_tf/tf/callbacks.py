@@ -5,6 +5,9 @@ to a temp file beside the target and moved over it with `os.replace`
 (glow_tf.runs.files), so a crash during a write never leaves a torn file
 where a good one stood.
 
+`UseAverages` and `UseRawWeights` bracket the callbacks that should see
+the Polyak-averaged weights (glow_tf.tf.polyak) at an epoch's end.
+
 `StopOnDivergence` stops a run whose loss or weights stop being finite. A
 NaN or inf loss usually follows an update that put NaN or inf into the
 weights: the step's own loss was computed before the update and is finite,
@@ -31,6 +34,7 @@ from keras import ops
 
 from glow_tf.runs import files, state
 from glow_tf.runs.folder import BEST_STATE, LEGACY_BACKUP_WEIGHTS
+from glow_tf.tf import polyak
 
 # Seconds between two writes of newest.weights.h5 and best.weights.h5 while
 # a run trains (they are always written when it ends): Keras takes about a
@@ -49,6 +53,9 @@ class RunCheckpoint(keras.callbacks.Callback):
       step, whose end writes it anyway.
     - After every epoch: metrics.json, and backup/best.npz when the test
       bits/dim (`val_loss`) is the lowest so far.
+    - With Polyak averaging, the newest and best weights are the averaged
+      ones (glow_tf.tf.polyak), and the backup holds the raw weights with
+      the optimizer's averages.
     - newest.weights.h5 and best.weights.h5 (Keras' format, what
       `glow_tf.runs.load_model` reads): when training ends, and after an
       epoch when `keras_weights_every` seconds have passed since they were
@@ -101,9 +108,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best = previous.get("best_test_bits_per_dim", math.inf)
         self.best_epoch = previous.get("best_epoch")
         self._best_values = None
-        # The weights and step of the last epoch's end, which newest.weights.h5
-        # holds once written; and whether the Keras files hold the latest.
-        self._newest_values = self._newest_step = None
+        # The weights of the last epoch's end, which newest.weights.h5 holds
+        # once written; and whether the Keras files hold the latest.
+        self._newest_values = None
         self._keras_files_current = True
         self._keras_written_at = time.monotonic()
 
@@ -180,10 +187,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self._ending_epoch_early:
             self.model.stop_training = self._ending_epoch_early = False
         values = _weight_values(self.model)
+        optimizer_values = state.host_values(self.model.optimizer.variables)
+        scored = polyak.averaged_values(self.model, values, optimizer_values)
         test = logs.get("val_loss")
         if _finite(test) and test < self.best:
-            self.best, self.best_epoch, self._best_values = float(test), epoch + 1, values
-            state.write(self.run.backup(BEST_STATE), self.model, values, self._step)
+            self.best, self.best_epoch, self._best_values = float(test), epoch + 1, scored
+            state.write(self.run.backup(BEST_STATE), self.model, scored, self._step)
         self.run.write_metrics(
             {
                 "epochs": self.epochs,
@@ -198,25 +207,29 @@ class RunCheckpoint(keras.callbacks.Callback):
             }
         )
         # Last: a crash before this point reruns the epoch, never skips it.
-        self._write_backup(values)
-        self._newest_values, self._newest_step = values, self._step
+        self._write_backup(values, optimizer_values)
+        self._newest_values = scored
         self._keras_files_current = False
         if time.monotonic() - self._keras_written_at >= self.keras_weights_every:
             self._write_keras_weights()
 
     def on_train_end(self, logs=None):
+        # fit's end may have changed the weights at the same step count
+        # (Keras puts the Polyak averages into the model).
+        _forget_host_copy()
         if self._newest_values is not None and not self._keras_files_current:
             self._write_keras_weights()
 
     # ---- writing ----
 
-    def _write_backup(self, values=None):
+    def _write_backup(self, values=None, optimizer_values=None):
         model = self.model
         if values is None:
             if not weights_are_finite(model):
                 return
             values = _weight_values(model)
-        optimizer_values = state.host_values(model.optimizer.variables)
+        if optimizer_values is None:
+            optimizer_values = state.host_values(model.optimizer.variables)
         state.write(self.run.backup(), model, values, self._step, model.optimizer,
                     optimizer_values)
         self.backup_step = self._step
@@ -224,25 +237,25 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _write_keras_weights(self):
         """newest.weights.h5 and best.weights.h5, from the weights they stand for.
 
-        The model's own weights may be later ones (a run that diverged
-        after its last epoch) or, for best, earlier: such weights are
-        assigned for the write, and the model's put back after it.
+        The model's own weights may differ from them: later ones (a run
+        that diverged after its last epoch), earlier ones (for best), or
+        the raw ones beside the Polyak averages. Such weights are assigned
+        for the write, and the model's put back after it.
         """
         model = self.model
-        current = None
-        if _step(model) != self._newest_step:
-            current = _weight_values(model)
+        current = held = _weight_values(model)
+        if held is not self._newest_values:
             state.assign(model.weights, self._newest_values)
+            held = self._newest_values
         newest = self.run.weights("newest")
         files.save_weights(model, newest)
         if self._best_values is self._newest_values:
             _copy(newest, self.run.weights("best"))
         elif self._best_values is not None:
-            if current is None:
-                current = self._newest_values
             state.assign(model.weights, self._best_values)
+            held = self._best_values
             files.save_weights(model, self.run.weights("best"))
-        if current is not None:
+        if held is not current:
             state.assign(model.weights, current)
         _forget_host_copy()
         self._keras_files_current = True
@@ -283,6 +296,59 @@ def _finite(value):
 
 def _float(value):
     return None if value is None else float(value)
+
+
+class UseAverages(keras.callbacks.Callback):
+    """At an epoch's end, puts the optimizer's Polyak averages into the model's weights.
+
+    The callbacks after it, up to its `UseRawWeights`, score and show the
+    averaged model; that one puts the raw weights back, so training (and
+    the callbacks after it) go on from them. Without averaging, both do
+    nothing. Use `UseAverages.pair()`.
+
+    The raw values are the shared host copy of the weights
+    (`weights_are_finite` and RunCheckpoint read it), taken before the
+    averages go in, so that copy stays the raw weights for the whole end
+    of the epoch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.raw = None
+
+    @classmethod
+    def pair(cls):
+        """(UseAverages, UseRawWeights): the callbacks to put around those that score."""
+        use_averages = cls()
+        return use_averages, UseRawWeights(use_averages)
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        pairs = polyak.pairs(model)
+        if not pairs:
+            return
+        values = _weight_values(model)
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        self.raw = [(weight, values[index[id(weight)]]) for weight, _ in pairs]
+        for weight, average in pairs:
+            weight.assign(average.value)
+
+    def put_back(self):
+        if self.raw is not None:
+            for weight, value in self.raw:
+                weight.assign(value)
+            self.raw = None
+
+
+class UseRawWeights(keras.callbacks.Callback):
+    """Puts back the raw weights that its `UseAverages` took out at an epoch's end."""
+
+    def __init__(self, use_averages):
+        super().__init__()
+        self.use_averages = use_averages
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.use_averages.put_back()
 
 
 class StopOnDivergence(keras.callbacks.Callback):

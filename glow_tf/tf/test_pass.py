@@ -74,8 +74,9 @@ class TestPass(keras.callbacks.Callback):
         if not scores:
             raise ValueError("The test split is empty; expected at least one image.")
         self.bits_per_dim = float(np.concatenate(scores).astype(np.float64).mean())
-        self.step = int(ops.convert_to_numpy(model.optimizer.iterations)) \
-            if model.optimizer is not None else None
+        optimizer = getattr(model, "optimizer", None)  # none on a model that was never compiled
+        self.step = int(ops.convert_to_numpy(optimizer.iterations)) \
+            if optimizer is not None else None
         self.moments = [tuple(level) for level in moments]
         self.first_batch = first
         return self.bits_per_dim

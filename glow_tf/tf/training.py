@@ -22,9 +22,9 @@ from glow_tf import precision as precision_lib
 from glow_tf.model import Glow
 from glow_tf.runs import RunDir, load_model, state
 from glow_tf.runs.files import save_weights
-from glow_tf.tf import distribute, faults, optimizers
+from glow_tf.tf import distribute, faults, optimizers, polyak
 from glow_tf.tf import pipelines
-from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, check_backup
+from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, UseAverages, check_backup
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
@@ -39,14 +39,17 @@ class TrainingDiverged(RuntimeError):
 def make_optimizer(config, steps_per_epoch, model=None):
     """The optimizer with its linear-warmup schedule, and loss scaling for float16.
 
-    Adam or Adamax with a fused update on TensorFlow (glow_tf.tf.optimizers).
+    Adam or Adamax with a fused update on TensorFlow (glow_tf.tf.optimizers),
+    keeping the Polyak average of the weights with `config.polyak`
+    (glow_tf.tf.polyak).
 
     Weight decay needs the model, whose convolution kernels it decays.
     """
     schedule = LinearWarmup(config.lr, round(config.warmup * steps_per_epoch))
     optimizer = optimizers.OPTIMIZERS[config.optimizer](
         learning_rate=schedule, clipnorm=config.clipnorm or None,
-        weight_decay=config.weight_decay or None,
+        weight_decay=config.weight_decay or None, use_ema=config.polyak,
+        ema_momentum=polyak.ema_momentum(config.polyak_epochs, steps_per_epoch),
     )
     if config.weight_decay:
         if model is None:
@@ -254,14 +257,18 @@ def _train(model_config, data_config, training_config, run, config, distribution
         share_state=distribution.share_chief_state if distribution.multi_worker else None,
     )
     # In this order: each epoch's test pass puts val_loss in the logs that
-    # the summaries, TensorBoard and the checkpoint read.
+    # the summaries, TensorBoard and the checkpoint read; the test pass and
+    # the summaries see the Polyak averages, if any.
+    use_averages, use_raw_weights = UseAverages.pair()
     all_callbacks = [
         divergence,
+        use_averages,
         test_pass,
         GlowSummaries(
             f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
             seed=training_config.seed,
         ),
+        use_raw_weights,
         # No graph: it would serialise the training step's tens of
         # thousands of nodes into the event file.
         keras.callbacks.TensorBoard(run.log_dir, write_graph=False),

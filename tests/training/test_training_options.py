@@ -35,11 +35,12 @@ def test_the_flags_reach_the_training_config(tmp_path, flag_values, monkeypatch)
     monkeypatch.setattr(training, "train_and_evaluate", record)
     flag_values(["main.py", "--remat", "--jit", "--steps_per_execution=2",
                  "--mixed_precision=float16", "--strategy=mirrored", "--batch_size=32",
-                 "--run_dir", str(tmp_path / "run")])
+                 "--polyak", "--polyak_epochs=2.5", "--run_dir", str(tmp_path / "run")])
     train.main(["main.py"], flag_values)
     config = seen["config"]
     assert (config.remat, config.jit, config.steps_per_execution) == (True, True, 2)
     assert (config.mixed_precision, config.strategy) == ("float16", "mirrored")
+    assert (config.polyak, config.polyak_epochs) == (True, 2.5)
 
 
 def test_build_and_fit_applies_the_options(monkeypatch):
