@@ -59,6 +59,18 @@ MAY_CHANGE_ON_RESUME = (
     ("training", "threads_per_op"),
 )
 
+# Settings added after runs were first written: the value a config.json
+# written before a setting existed means. Such a run trained without Polyak
+# averaging (so its horizon, polyak_epochs, did not matter), without
+# augmentation and with ActNorm's log-scale learned directly.
+BEFORE_THE_SETTING = {
+    ("data", "augment"): False,
+    ("model", "log_scale_factor"): 1.0,
+    ("training", "polyak"): False,
+}
+# Compared only when both runs average (else polyak differs, or neither uses it).
+POLYAK_ONLY = ("training", "polyak_epochs")
+
 
 class RunDirError(ValueError):
     """A run folder that cannot be used as asked (a user's error, not a bug)."""
@@ -295,12 +307,19 @@ def config_differences(stored, asked):
                 differences.append(f"{section}: {old!r} in the run folder, {new!r} now")
             continue
         for name in sorted(set(old) | set(new)):
-            if (section, name) in MAY_CHANGE_ON_RESUME:
+            key = (section, name)
+            if key in MAY_CHANGE_ON_RESUME:
                 continue
+            if key == POLYAK_ONLY and not (old.get("polyak") and new.get("polyak")):
+                continue
+            before = name not in old and key in BEFORE_THE_SETTING
             # JSON turns tuples into lists; compare them as lists.
-            a, b = _jsonable(old.get(name)), _jsonable(new.get(name))
+            a = _jsonable(BEFORE_THE_SETTING[key] if before else old.get(name))
+            b = _jsonable(new.get(name))
             if a != b:
-                differences.append(f"{section}.{name}: {a!r} in the run folder, {b!r} now")
+                where = ("the run folder (written before the setting existed)" if before
+                         else "the run folder")
+                differences.append(f"{section}.{name}: {a!r} in {where}, {b!r} now")
     return differences
 
 

@@ -108,3 +108,23 @@ def test_a_folder_with_weights_but_no_config_is_refused(tmp_path, capsys, monkey
     assert snapshot(tmp_path) == before
     with pytest.raises(RunDirError, match="Put that run's config.json back to resume it"):
         RunDir(run_dir).check({})
+
+
+def test_a_config_written_before_a_setting_existed_means_its_old_behaviour():
+    from glow_tf.runs.folder import config_differences
+
+    now = {"data": {"dataset": "digits", "augment": False},
+           "model": {"k_glow": 32, "log_scale_factor": 1.0},
+           "training": {"lr": 4e-3, "polyak": True, "polyak_epochs": 3.0}}
+    old = {"data": {"dataset": "digits"}, "model": {"k_glow": 32}, "training": {"lr": 2e-3}}
+    # Absent augment and log_scale_factor meant today's defaults; absent polyak meant off.
+    assert config_differences(old, now) == [
+        "training.polyak: False in the run folder (written before the setting existed), True now"
+    ]
+    without_averaging = {**now, "training": {"lr": 4e-3, "polyak": False, "polyak_epochs": 3.0}}
+    assert config_differences(old, without_averaging) == []
+    # Between two averaging runs, the horizon counts.
+    averaged = {**now, "training": {"lr": 4e-3, "polyak": True, "polyak_epochs": 1.0}}
+    assert config_differences(averaged, now) == [
+        "training.polyak_epochs: 1.0 in the run folder, 3.0 now"
+    ]
