@@ -1,4 +1,5 @@
-"""A finished tiny run folder, trained once for the fault tests that damage a copy of it."""
+"""Fixtures of the fault tests: main.py run in-process, and a finished tiny run folder
+trained once for the tests that damage a copy of it."""
 
 import shutil
 
@@ -22,3 +23,23 @@ def run(finished, tmp_path, monkeypatch):
     shutil.copytree(finished, copy)
     (copy / ".lock").unlink()
     return copy
+
+
+@pytest.fixture
+def run_main(tmp_path, monkeypatch, capsys):
+    """Runs main.py's main on argv in tmp_path; returns (exit status, stderr)."""
+    pytest.importorskip("tensorflow")
+    from glow_tf.cli import train
+    from tests.commands import run_cli
+
+    monkeypatch.chdir(tmp_path)  # the default run folder would land here
+
+    def run(*argv):
+        capsys.readouterr()
+        try:
+            run_cli(train, *argv)
+        except SystemExit as exit_info:
+            return exit_info.code, capsys.readouterr().err
+        return 0, capsys.readouterr().err
+
+    return run

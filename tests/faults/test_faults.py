@@ -24,14 +24,12 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from glow_tf import DataConfig, Glow  # noqa: E402
-from glow_tf.cli import train  # noqa: E402
+from glow_tf import DataConfig  # noqa: E402
 from glow_tf.cli.settings import configs_for  # noqa: E402
 from glow_tf.runs import RunDir, RunDirError, load_model, state  # noqa: E402
 from glow_tf.tf import pipelines as data  # noqa: E402
 from glow_tf.tf import training  # noqa: E402
 from tests.bijector_checks import to_numpy  # noqa: E402
-from tests.commands import run_cli  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch.
 TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
@@ -58,22 +56,6 @@ def subprocess_env():
 
 
 # ---- main.py: a user's bad input ----
-
-
-@pytest.fixture
-def run_main(tmp_path, monkeypatch, capsys):
-    """Runs main.py's main on argv in tmp_path; returns (exit status, stderr)."""
-    monkeypatch.chdir(tmp_path)  # the default run folder would land here
-
-    def run(*argv):
-        capsys.readouterr()
-        try:
-            run_cli(train, *argv)
-        except SystemExit as exit_info:
-            return exit_info.code, capsys.readouterr().err
-        return 0, capsys.readouterr().err
-
-    return run
 
 
 def image_folder(folder, count, mode="RGB", size=(10, 12)):

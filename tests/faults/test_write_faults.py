@@ -74,24 +74,6 @@ class SummaryDiskFull:
         monkeypatch.setattr(tf.summary, "create_file_writer", create_file_writer)
 
 
-@pytest.fixture
-def main_py(tmp_path, monkeypatch, capsys):
-    from glow_tf.cli import train
-    from tests.commands import run_cli
-
-    monkeypatch.chdir(tmp_path)
-
-    def run(*argv):
-        capsys.readouterr()
-        try:
-            run_cli(train, *argv)
-        except SystemExit as exit_info:
-            return exit_info.code, capsys.readouterr().err
-        return 0, capsys.readouterr().err
-
-    return run
-
-
 def temp_files(folder):
     return [str(p) for p in folder.rglob("*") if TEMP_MARK in p.name]
 
@@ -102,7 +84,7 @@ def expect_one_line(status, error, line):
 
 
 @pytest.mark.slow
-def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py, tmp_path,
+def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(run_main, tmp_path,
                                                                           monkeypatch):
     run = tmp_path / "run"
     args = [*TINY, "--run_dir", str(run)]
@@ -110,7 +92,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
 
     with monkeypatch.context() as patch:  # the backup of step 10
         DiskFull(patch, "state.npz", at=2)
-        status, error = main_py(*args)
+        status, error = run_main(*args)
     expect_one_line(status, error, (
         f"{backup} could not be written: no space left on the device (the file there before "
         f"is unchanged). {run} keeps its backup of step 5 (5 steps into epoch 1): "
@@ -119,7 +101,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
 
     with monkeypatch.context() as patch:  # the summaries' event file, when training starts
         summaries = SummaryDiskFull(patch, "glow")
-        status, error = main_py(*args)
+        status, error = run_main(*args)
     expect_one_line(status, error, (
         f"{summaries.failed[0]} could not be written: no space left on the device (the events "
         f"written before it are kept). {run} keeps its backup of step 5 (5 steps into epoch "
@@ -128,7 +110,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
 
     with monkeypatch.context() as patch:  # metrics.json, at the epoch's end
         DiskFull(patch, "metrics.json")
-        status, error = main_py(*args)
+        status, error = run_main(*args)
     expect_one_line(status, error, (
         f"{run / 'metrics.json'} could not be written: no space left on the device (nothing "
         f"was written). {run} keeps its backup of step 20 (20 steps into epoch 1): "
@@ -137,7 +119,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
 
     with monkeypatch.context() as patch:  # newest.weights.h5, when training ends
         DiskFull(patch, "newest.weights.h5")
-        status, error = main_py(*args)
+        status, error = run_main(*args)
     expect_one_line(status, error, (
         f"{run / 'newest.weights.h5'} could not be written: no space left on the device "
         f"(nothing was written). {run} keeps its backup of step 22 (the end of epoch 1): free "
@@ -149,7 +131,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
     config = (run / "config.json").read_bytes()
     with monkeypatch.context() as patch:  # config.json: a longer run rewrites it
         DiskFull(patch, "config.json")
-        status, error = main_py(*args, "--epochs", "2")
+        status, error = run_main(*args, "--epochs", "2")
     expect_one_line(status, error, (
         f"{run / 'config.json'} could not be written: no space left on the device (the file "
         f"there before is unchanged). {run} keeps its backup of step 22 (the end of epoch "
@@ -158,7 +140,7 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
 
     # With space again, the same command ends the run: the last backup is
     # the end of its only epoch, so no step runs and the weights are written.
-    status, error = main_py(*args)
+    status, error = run_main(*args)
     assert status == 0, error
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["finished"] and metrics["epochs_completed"] == 1
@@ -170,10 +152,10 @@ def test_a_full_disk_at_each_write_ends_in_one_line_and_the_run_resumes(main_py,
     assert not temp_files(run)
 
 
-def test_no_space_for_a_new_runs_config(main_py, tmp_path, monkeypatch):
+def test_no_space_for_a_new_runs_config(run_main, tmp_path, monkeypatch):
     run = tmp_path / "run"
     DiskFull(monkeypatch, "config.json")
-    status, error = main_py(*TINY, "--run_dir", str(run))
+    status, error = run_main(*TINY, "--run_dir", str(run))
     expect_one_line(status, error, (
         f"{run / 'config.json'} could not be written: no space left on the device (nothing was "
         f"written). {run} has no backup yet: free some space, then the same command starts "
@@ -205,11 +187,11 @@ def read_only(folder):
         subprocess.run(["umount", str(folder)], check=True)
 
 
-def test_a_read_only_backup_folder_is_named_before_training(run, main_py):
+def test_a_read_only_backup_folder_is_named_before_training(run, run_main):
     backup = run / "backup"
     before = snapshot(run)
     with read_only(backup) as problem:
-        status, error = main_py(*TINY, "--epochs=2", f"--run_dir={run}")
+        status, error = run_main(*TINY, "--epochs=2", f"--run_dir={run}")
     expect_one_line(status, error, (
         f"{backup} cannot be written ({problem}), though the run folder can: make it writable "
         "for this user, or give this run its own --run_dir."))
@@ -251,12 +233,12 @@ def test_tensorflows_error_for_a_full_event_file_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_previous_weights_survive_a_full_disk_and_load(run, main_py, monkeypatch):
+def test_the_previous_weights_survive_a_full_disk_and_load(run, run_main, monkeypatch):
     newest = run / "newest.weights.h5"
     before = newest.read_bytes()
     with monkeypatch.context() as patch:  # the second epoch's newest.weights.h5
         DiskFull(patch, "newest.weights.h5")
-        status, error = main_py(*TINY, "--epochs=2", f"--run_dir={run}")
+        status, error = run_main(*TINY, "--epochs=2", f"--run_dir={run}")
     expect_one_line(status, error, (
         f"{newest} could not be written: no space left on the device (the file there before "
         f"is unchanged). {run} keeps its backup of step 44 (the end of epoch 2): free some "
@@ -264,7 +246,7 @@ def test_the_previous_weights_survive_a_full_disk_and_load(run, main_py, monkeyp
     assert newest.read_bytes() == before and not temp_files(run)
     assert load_model(run).model.initialized  # epoch 1's weights, whole
 
-    status, error = main_py(*TINY, "--epochs=2", f"--run_dir={run}")
+    status, error = run_main(*TINY, "--epochs=2", f"--run_dir={run}")
     assert status == 0, error
     _, values, _ = state.read(run / "backup" / "state.npz")
     for variable, value in zip(load_model(run).model.weights, values):
