@@ -16,6 +16,7 @@ The run's newest and best weights stay Keras `.weights.h5` files
 (glow_tf.runs.folder), written less often.
 """
 
+import contextlib
 import json
 import os
 import zipfile
@@ -80,28 +81,29 @@ def read(path):
 
 
 def _read(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = _meta(path, data)
-            model_values = [data[f"model_{i:05d}"] for i in range(len(meta["model"]))]
-            optimizer_values = [data[f"optimizer_{i:05d}"]
-                                for i in range(len(meta["optimizer"]))]
-            generator = data["generator"] if meta.get("generator") else None
-    except _DAMAGED as error:
-        if isinstance(error, StateError):
-            raise
-        raise StateError(f"{path} cannot be read: {_damage(error)}.") from None
+    with _opened(path) as (data, meta):
+        model_values = [data[f"model_{i:05d}"] for i in range(len(meta["model"]))]
+        optimizer_values = [data[f"optimizer_{i:05d}"] for i in range(len(meta["optimizer"]))]
+        generator = data["generator"] if meta.get("generator") else None
     return meta, model_values, optimizer_values, generator
 
 
 def read_step(path):
     """The step count of a state file (reads its description only); StateError if damaged."""
+    with _opened(path) as (_, meta):
+        return int(meta["step"])
+
+
+@contextlib.contextmanager
+def _opened(path):
+    """(the open .npz, its description); what the file lacks or garbles is a StateError
+    naming it, whether found on opening or on reading an array in the block."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return int(_meta(path, data)["step"])
+            yield data, _meta(path, data)
+    except StateError:
+        raise
     except _DAMAGED as error:
-        if isinstance(error, StateError):
-            raise
         raise StateError(f"{path} cannot be read: {_damage(error)}.") from None
 
 
