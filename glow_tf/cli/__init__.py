@@ -36,6 +36,33 @@ def end_progress_line():
     sys.stdout.flush()
 
 
+class _PhaseLines:
+    """A logging handler's stream: each phase line on stdout, on a line of its own."""
+
+    def write(self, text):
+        if sys.stdout.isatty():
+            sys.stdout.write("\r\033[K")  # over a progress bar's unfinished line; it redraws
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def flush(self):
+        sys.stdout.flush()
+
+
+def show_phases():
+    """Prints the library's phase lines (glow_tf.phases) on stdout, as they come."""
+    import logging
+
+    from glow_tf import phases
+
+    if not any(getattr(h, "glow_phases", False) for h in phases.LOGGER.handlers):
+        handler = logging.StreamHandler(_PhaseLines())
+        handler.glow_phases = True
+        phases.LOGGER.addHandler(handler)
+    phases.LOGGER.setLevel(logging.INFO)
+    phases.LOGGER.propagate = False
+
+
 def parse_flags(argv, flag_values=None):
     """app.run's flags_parser, with a bad flag value on one line of stderr (exit status 1)."""
     from absl import flags

@@ -131,8 +131,9 @@ def test_manipulate_writes_rows_of_test_images_moved_along_the_attribute(tiny_ru
             "--scales=-1,0,0.5,1", "--n", "3", "--out", str(out))
     picture = read_png(out)
     assert picture.shape == grid_size(3, 4)
-    # Column 1 is scale 0: each test image itself, enlarged 4x.
-    images = data.take_images(data.load_split(DIGITS, "test"), 3)
+    # Column 1 is scale 0: each test image itself, enlarged 4x. The rows are
+    # spread over the test split: images 0, 120 and 240 of its 360.
+    images = data.take_images(data.load_split(DIGITS, "test"), 360)[::120]
     levels = to_numpy(quantization.to_uint8(quantization.quantize(images, 4) + 1 / 32, 4))
     for row in range(3):
         top, left = row * (CELL + GAP), CELL + GAP
