@@ -121,6 +121,8 @@ def num_examples(dataset):
 def _digits(split):
     from sklearn.datasets import load_digits
 
+    phases.report(f"Reading the digits {_SPLIT_NAMES[split]} images (scikit-learn) ...")
+
     digits = load_digits()
     levels = digits.images.astype(np.int64)  # (1797, 8, 8), 0..16
     images = (levels * 255 // 16).astype(np.uint8)[..., None]
