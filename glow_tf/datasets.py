@@ -9,7 +9,9 @@ count known) on any Keras backend.
 - tensorflow-datasets: mnist, fashion_mnist, cifar10, cifar100, svhn
   (`svhn_cropped`), celeba (`celeb_a`, the central 148x148 face crop resized
   to 64x64), imagenet32 and imagenet64 (`downsampled_imagenet`, tested on its
-  validation split). These download on first use.
+  validation split). The first five download and are prepared on first use;
+  celeba and imagenet need their files fetched by hand
+  (glow_tf.tf.tfds_sources).
 - digits: scikit-learn's 1797 8x8 handwritten digits, offline. Its 17 grey
   levels 0..16 are stored as uint8 `v * 255 // 16`; the first 1437 images
   are the training split and the last 360 (20%) the test split.
@@ -46,6 +48,9 @@ class Source:
         flip: a mirror image is as likely as the image (photos of objects
             and faces), so augmentation may flip it left to right; not for
             digits and letters.
+        manual: tensorflow-datasets cannot download its files (their hosts
+            no longer serve them to a program): the user fetches them by
+            hand (glow_tf.tf.tfds_sources).
     """
 
     tfds_name: str | None
@@ -59,6 +64,7 @@ class Source:
     center_crop: int | None = None
     num_classes: int | None = None
     flip: bool = False
+    manual: bool = False
 
 
 SOURCES = {
@@ -69,11 +75,11 @@ SOURCES = {
     "cifar10": Source("cifar10", 32, 3, 32, 3, num_classes=10, flip=True),
     "cifar100": Source("cifar100", 32, 3, 32, 3, num_classes=100, flip=True),
     "svhn": Source("svhn_cropped", 32, 3, 32, 3, num_classes=10),
-    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148, flip=True),
+    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148, flip=True, manual=True),
     "imagenet32": Source("downsampled_imagenet/32x32", 32, 3, 32, 3, test_split="validation",
-                         flip=True),
+                         flip=True, manual=True),
     "imagenet64": Source("downsampled_imagenet/64x64", 64, 3, 64, 3, test_split="validation",
-                         flip=True),
+                         flip=True, manual=True),
     "folder": Source(None, None, None, 32, 3),
 }
 DATASETS = tuple(SOURCES)
@@ -101,8 +107,9 @@ class DataConfig(_Config):
 
     dataset: str = setting(
         "digits",
-        "Training images: digits is offline, folder reads --data_dir, the others "
-        "download through tensorflow-datasets on first use.",
+        "Training images: digits is offline, folder reads --data_dir, the others come "
+        "through tensorflow-datasets (mnist, fashion_mnist, cifar10, cifar100 and svhn "
+        "download on first use; celeba and imagenet need files fetched by hand).",
         choices=DATASETS,
     )
     img_size: int | None = setting(

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from glow_tf import image_folders
 from glow_tf.datasets import SOURCES, DatasetError, num_classes
-from glow_tf.tf import pipelines
+from glow_tf.tf import pipelines, tfds_sources
 
 DIGIT_DATASETS = ("digits", "mnist")
 
@@ -81,15 +81,10 @@ def _one_vs_rest(config, split):
 
 
 def _celeba(config, split):
-    import tensorflow_datasets as tfds
-
     source = SOURCES["celeba"]
-    builder = tfds.builder(source.tfds_name, data_dir=config.data_dir)
+    builder = tfds_sources.prepared("celeba", source, config.data_dir)
     names = list(builder.info.features["attributes"].keys())
-    dataset = tfds.load(
-        source.tfds_name, split="train" if split == "train" else source.test_split,
-        data_dir=config.data_dir,
-    )
+    dataset = builder.as_dataset(split="train" if split == "train" else source.test_split)
     return dataset.map(
         lambda example: (
             pipelines.prepare_image(example["image"], source, config),

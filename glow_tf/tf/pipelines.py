@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from glow_tf import image_folders, phases
 from glow_tf.datasets import DIGITS_NUM_TRAIN, SOURCES, DatasetError, num_classes
-from glow_tf.tf import augment
+from glow_tf.tf import augment, tfds_sources
 
 _SHUFFLE_BUFFER = 10_000
 
@@ -132,13 +132,9 @@ def _digits(split):
 
 
 def _tfds(source, config, split):
-    import tensorflow_datasets as tfds
-
+    builder = tfds_sources.prepared(config.dataset, source, config.data_dir)
     tfds_split = "train" if split == "train" else source.test_split
-    dataset = tfds.load(
-        source.tfds_name, split=tfds_split, data_dir=config.data_dir,
-        shuffle_files=split == "train",
-    )
+    dataset = builder.as_dataset(split=tfds_split, shuffle_files=split == "train")
     return dataset.map(
         lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64)))
     )
