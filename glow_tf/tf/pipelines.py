@@ -245,6 +245,17 @@ def _to_size(image, size, pad_to_grow):
         return tf.image.pad_to_bounding_box(
             image, (size - height) // 2, (size - width) // 2, size, size
         )
+    if height is None or width is None:
+        # A decoded file's size is known only when it runs; one of the asked
+        # size is kept as it is (resizing it would give it back, slower).
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+        image = tf.cond(same, lambda: image, lambda: _resize(image, size))
+        image.set_shape((size, size, image.shape[-1]))
+        return image
+    return _resize(image, size)
+
+
+def _resize(image, size):
     # Antialiased bilinear: a proper low-pass filter when shrinking.
     resized = tf.image.resize(
         tf.cast(image, tf.float32), (size, size), method="bilinear", antialias=True
