@@ -35,25 +35,25 @@ class Compiled:
 
     def __init__(self, model, function, specs):
         self.traces = 0
-        self._function = function
+        self.function = function
         backend = keras.backend.backend()
         if backend == "tensorflow":
             import tensorflow as tf
 
             signature = [_tensor_specs(spec, tf) for spec in specs]
-            self._call = tf.function(self._traced, input_signature=signature, autograph=False)
+            self.call_compiled = tf.function(self._traced, input_signature=signature, autograph=False)
         elif backend == "jax":
-            self._call = _jit_with_state(model, self._traced)
+            self.call_compiled = _jit_with_state(model, self._traced)
         else:
-            self._call = function
+            self.call_compiled = function
 
     def _traced(self, *args):
         # Python runs this body once per trace, and not at all after it.
         self.traces += 1
-        return self._function(*args)
+        return self.function(*args)
 
     def __call__(self, *args):
-        return self._call(*args)
+        return self.call_compiled(*args)
 
 
 def _tensor_specs(spec, tf):
