@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from glow_tf import Glow, GlowConfig
+from glow_tf.layers.chain import unchained
 from glow_tf.layers.coupling import Coupling
 
 
@@ -36,16 +37,6 @@ def _time(fn, repeats, number):
         tf.nest.map_structure(lambda t: getattr(t, "numpy", lambda: t)(), result)
         times.append((time.perf_counter() - start) / number)
     return statistics.median(times)
-
-
-def _bijectors_in_order(blocks):
-    """The bijectors that the flow's compositions (levels, steps) are made of, in order."""
-    for block in blocks:
-        inner = getattr(block, "bijectors", None)
-        if inner is None:
-            yield block
-        else:
-            yield from _bijectors_in_order(inner)
 
 
 def _forward_backward(layer, x):
@@ -85,7 +76,7 @@ def main():
 
     per_kind = collections.defaultdict(float)
     h = tf.random.uniform((args.batch_size, *config.image_shape), -0.5, 0.5)
-    for layer in [*_bijectors_in_order(model.flow.levels), model.flow.prior]:
+    for layer in [*unchained(model.flow.levels), model.flow.prior]:
         kind = type(layer).__name__
         per_kind[kind] += _time(_forward_backward(layer, h), args.repeats, args.number)
         if isinstance(layer, Coupling):

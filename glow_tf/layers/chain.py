@@ -67,3 +67,16 @@ class Chain(Bijector):
             keras.saving.deserialize_keras_object(b) for b in config["bijectors"]
         ]
         return cls(**config)
+
+
+def unchained(bijectors):
+    """The bijectors that `bijectors` are made of, in order, with every Chain opened.
+
+    The flow's levels give squeeze, actnorm, permutation, coupling, ...,
+    split: what a profile of the layers times one by one.
+    """
+    for bijector in bijectors:
+        if isinstance(bijector, Chain):
+            yield from unchained(bijector.bijectors)
+        else:
+            yield bijector

@@ -14,6 +14,7 @@ from keras import ops
 from glow_tf import Glow, precision
 from glow_tf.layers import Bijector
 from glow_tf.layers.base import layers_within
+from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
 from glow_tf.tf import distribute
 from tests.bijector_checks import randomize_weights, to_numpy
@@ -25,16 +26,6 @@ from_tensorflow_run = pytest.mark.skipif(
     BACKEND != "tensorflow",
     reason="starts its own processes; run once, from the TensorFlow run",
 )
-
-
-def bijectors_in_order(blocks):
-    """The bijectors that compositions (a level, its steps, a step) are made of, in order."""
-    for block in blocks:
-        inner = getattr(block, "bijectors", None)
-        if inner is None:
-            yield block
-        else:
-            yield from bijectors_in_order(inner)
 
 
 # ---- several devices ----
@@ -109,7 +100,7 @@ def test_mixed_precision_keeps_log_dets_in_float32(mode):
 
     # Every bijector's log-det, and each latent, comes out float32.
     h = ops.convert_to_tensor(dequantised(uint8_images(4, seed=3)))
-    for layer in [*bijectors_in_order(model.flow.levels), model.flow.prior]:
+    for layer in [*unchained(model.flow.levels), model.flow.prior]:
         out, logdet = layer(h)
         assert isinstance(layer, Bijector)
         assert keras.backend.standardize_dtype(logdet.dtype) == "float32", layer.name
