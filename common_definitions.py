@@ -15,15 +15,16 @@
 docs/cli.md lists every flag with its default and preset.
 """
 
-from glow_tf.config import GlowConfig, TrainingConfig  # noqa: F401  (the defaults)
+from glow_tf.config import SAMPLE_TEMPERATURE, GlowConfig, TrainingConfig  # noqa: F401
 from glow_tf.datasets import DATASETS, DataConfig  # noqa: F401
 
 DEFAULT_DATASET = "digits"
 # Runs live in CHECKPOINT_ROOT/<dataset> unless --run_dir says otherwise, so
 # the same command finds (and resumes) its own run.
 CHECKPOINT_ROOT = "checkpoints"
-# Shipped weights; no run writes here by default.
-PRETRAINED_RUN_DIR = "checkpoints/digits-pretrained"
+# The run shipped inside the package (glow_tf/pretrained/), by name: the tools'
+# default when CHECKPOINT_ROOT holds no run.
+PRETRAINED_RUN = "digits-pretrained"
 
 # Values that differ from the defaults, per dataset.
 PRESETS = {
@@ -42,7 +43,6 @@ PRESETS = {
 # ---- sample.py ----
 
 SAMPLE_MODES = ("samples", "temperatures", "interpolate", "reconstruct", "manipulate")
-SAMPLE_TEMPERATURE = 0.7  # the paper's figures
 SAMPLE_SEED = 0
 # --n per mode: samples in the grid; samples per temperature row; paths
 # between pairs of test images (rows); test images beside their reconstruction;

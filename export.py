@@ -1,6 +1,6 @@
 """A trained Glow as a TensorFlow SavedModel; installed as the `glow-export` command (glow_tf/cli/export.py).
 
-    python export.py --run_dir checkpoints/digits-pretrained --out /tmp/digits-export
+    python export.py --run_dir digits-pretrained --out /tmp/digits-export
 """
 
 from glow_tf.cli import export

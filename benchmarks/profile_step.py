@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from glow_tf import Glow, GlowConfig
-from glow_tf.layers import SplitPrior
+from glow_tf.layers.chain import unchained
 from glow_tf.layers.coupling import Coupling
 
 
@@ -47,8 +47,10 @@ def _forward_backward(layer, x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = layer(x)
-            y, logdet = out if isinstance(out, tuple) else (out, 0.0)
-            loss = tf.reduce_sum(tf.cast(y, "float32") ** 2) + tf.reduce_sum(logdet)
+            y, logdet = out if isinstance(out, tuple) else (out, 0.0)  # a network: no logdet
+            parts = y if isinstance(y, tuple) else (y,)  # a split's two halves
+            loss = sum(tf.reduce_sum(tf.cast(part, "float32") ** 2) for part in parts) \
+                + tf.reduce_sum(logdet)
         return tape.gradient(loss, [x, *variables])
 
     return step
@@ -74,7 +76,7 @@ def main():
 
     per_kind = collections.defaultdict(float)
     h = tf.random.uniform((args.batch_size, *config.image_shape), -0.5, 0.5)
-    for layer in model.flow:
+    for layer in [*unchained(model.flow.levels), model.flow.prior]:
         kind = type(layer).__name__
         per_kind[kind] += _time(_forward_backward(layer, h), args.repeats, args.number)
         if isinstance(layer, Coupling):
@@ -82,8 +84,8 @@ def main():
             per_kind["(of which CouplingNetwork)"] += _time(
                 _forward_backward(layer.network, x_a), args.repeats, args.number)
         h = layer(h)[0]
-        if isinstance(layer, SplitPrior):
-            h = layer.split(h)[0]
+        if isinstance(h, tuple):  # a split: the kept half goes on
+            h = h[0]
     layers_ms = 1000 * sum(v for k, v in per_kind.items() if not k.startswith("("))
 
     model.compile(keras.optimizers.Adam(1e-4), jit_compile=False)

@@ -27,9 +27,9 @@ __all__ = ["DataConfig", "Glow", "GlowConfig", "TrainingConfig", "layers"]
 __version__ = "0.2.0"
 
 # Keras picks its backend when it is first imported. The configs import
-# without it; Glow and the layers import it when first asked for, so that
-# the command-line tools can choose the backend (--backend) after reading
-# their flags. `from glow_tf import Glow` works as ever.
+# without it; Glow and the layers import it when first asked for (still as
+# `from glow_tf import Glow`), so that the command-line tools can choose the
+# backend (--backend) after reading their flags.
 _LAZY = {"Glow": ("glow_tf.model", "Glow"), "layers": ("glow_tf.layers", None)}
 
 

@@ -81,6 +81,54 @@ def check_images(images, name, method):
         )
 
 
+def check_image_shape(x, name, image_shape):
+    """ValueError unless x is a batch (N, *image_shape), naming GlowConfig.image_shape."""
+    if len(x.shape) != 4 or tuple(x.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}; this model expects "
+            f"(batch, {', '.join(map(str, image_shape))}) "
+            "(GlowConfig.image_shape, height x width x channels)."
+        )
+
+
+def as_labels(labels):
+    """Python ints and sequences as a NumPy array; arrays and tensors as they are."""
+    return np.asarray(labels) if isinstance(labels, (int, list, tuple)) else labels
+
+
+def check_labels(labels, x, num_classes):
+    """Labels are required by, and only by, a class-conditional model; one per image, in range."""
+    if not num_classes:
+        if labels is not None:
+            raise ValueError(
+                "labels were given, but this model is unconditional "
+                "(GlowConfig.num_classes=0)."
+            )
+        return
+    if labels is None:
+        raise ValueError(
+            f"This model is class-conditional (num_classes={num_classes}): "
+            f"pass labels, one integer in 0..{num_classes - 1} per image."
+        )
+    if tuple(labels.shape) != tuple(x.shape[:1]) and None not in labels.shape:
+        raise ValueError(
+            f"labels has shape {tuple(labels.shape)}; expected one label per "
+            f"image, shape ({x.shape[0]},)."
+        )
+    if not is_symbolic(labels) and int(np.prod(labels.shape)):
+        # Only concrete labels can be checked (NumPy arrays and eager
+        # tensors alike); an out-of-range index would silently wrap or
+        # clamp in the embedding lookup.
+        values = np.asarray(ops.convert_to_numpy(labels))
+        low, high = values.min(), values.max()
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"label {bad} is out of range: expected integers in "
+                f"0..{num_classes - 1} (num_classes={num_classes})."
+            )
+
+
 def _is_float(x):
     dtype = getattr(x, "dtype", None)
     if dtype is None:

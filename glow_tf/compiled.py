@@ -43,35 +43,35 @@ class Compiled:
     def __init__(self, model, function, specs, name="function"):
         self.traces = 0
         self.name = name
-        self._function = function
-        self._compiled_for = set()
+        self.function = function
+        self.compiled_for = set()
         backend = keras.backend.backend()
-        self._per_shape = backend == "jax"
+        self.per_shape = backend == "jax"
         if backend == "tensorflow":
             import tensorflow as tf
 
             signature = [_tensor_specs(spec, tf) for spec in specs]
-            self._call = tf.function(self._traced, input_signature=signature, autograph=False)
+            self.call_compiled = tf.function(self._traced, input_signature=signature, autograph=False)
         elif backend == "jax":
-            self._call = _jit_with_state(model, self._traced)
+            self.call_compiled = _jit_with_state(model, self._traced)
         else:
-            self._call = function
-            self._compiled_for = None  # nothing to compile
+            self.call_compiled = function
+            self.compiled_for = None  # nothing to compile
 
     def _traced(self, *args):
         # Python runs this body once per trace, and not at all after it.
         self.traces += 1
-        return self._function(*args)
+        return self.function(*args)
 
     def __call__(self, *args):
-        if self._compiled_for is not None:
+        if self.compiled_for is not None:
             key = tuple(tuple(a.shape) for a in keras.tree.flatten(args)) \
-                if self._per_shape else ()
-            if key not in self._compiled_for:
-                self._compiled_for.add(key)
+                if self.per_shape else ()
+            if key not in self.compiled_for:
+                self.compiled_for.add(key)
                 phases.report(f"Compiling the model's {self.name} (its first call "
                               "includes it) ...")
-        return self._call(*args)
+        return self.call_compiled(*args)
 
 
 def _tensor_specs(spec, tf):

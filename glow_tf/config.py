@@ -22,6 +22,9 @@ TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
 THREADS_PER_OP = ("auto", "one", "all")
+# The sampling temperature of the paper's figures (Kingma & Dhariwal 2018,
+# section 5): what the tools and the TensorBoard samples use unless told.
+SAMPLE_TEMPERATURE = 0.7
 # Coupling networks at most this wide make ops too small to split over a
 # CPU's cores: one thread per op costs less CPU time (docs/performance.md).
 NARROW_WIDTH = 64
@@ -272,8 +275,6 @@ class TrainingConfig(_Config):
     )
 
     def __post_init__(self):
-        if self.clipnorm is None:  # config.json files that spelt "off" as null
-            object.__setattr__(self, "clipnorm", 0.0)
         check_positive_ints(
             self, ("batch_size", "epochs", "n_init", "backup_every", "steps_per_execution")
         )

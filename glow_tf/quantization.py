@@ -35,8 +35,10 @@ def dequantize(images, n_bits, seed=None):
 def to_uint8(x, n_bits):
     """x in [-0.5, 0.5] (samples, reconstructions) -> uint8 images.
 
-    Each x is rounded to the nearest of the 2**n_bits levels, which are
-    spread back over 0..255 for viewing.
+    Each x is floored to the level of the bin it falls in (x in
+    [k / 2**n_bits - 0.5, (k + 1) / 2**n_bits - 0.5) gives level k, so a
+    dequantised image gives its own levels back), and the 2**n_bits levels
+    are spread over 0..255 for viewing.
     """
     levels = ops.clip(ops.floor((x + 0.5) * 2**n_bits), 0, 2**n_bits - 1)
     return ops.cast(levels * (255.0 / (2**n_bits - 1)), "uint8")

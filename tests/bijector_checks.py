@@ -49,14 +49,31 @@ def randomize_weights(layer, seed=0, stddev=0.2):
 
 
 def to_numpy(t):
+    """A tensor as a NumPy array; a tuple or list of them as a list of arrays."""
+    if isinstance(t, (tuple, list)):
+        return [to_numpy(part) for part in t]
     return np.asarray(ops.convert_to_numpy(t))
+
+
+def flatten(y):
+    """(batch, D): a tensor, or the parts of a split, each flattened and concatenated."""
+    parts = y if isinstance(y, (tuple, list)) else [y]
+    return ops.concatenate([ops.reshape(part, (ops.shape(part)[0], -1)) for part in parts], axis=1)
+
+
+def output_shapes(layer, input_shape):
+    """The shape of each output of `layer` (one, or one per part of a split)."""
+    shape = layer.compute_output_shape(input_shape)
+    parts = shape if isinstance(shape[0], (tuple, list)) else [shape]
+    return [tuple(part)[1:] for part in parts]
 
 
 def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True, labels=None):
     """Asserts the bijector protocol for `layer` on the batch `x`.
 
-    - y = f(x) has the shape compute_output_shape promises; y and logdet are
-      finite and logdet is float32 of shape (batch,);
+    - y = f(x) has the shape compute_output_shape promises (y may be a tuple
+      or list of tensors: a split, the multi-scale flow's latents); y and
+      logdet are finite and logdet is float32 of shape (batch,);
     - the inverse recovers x and its logdet is the negative of the forward;
     - logdet equals log|det| of the autodiff Jacobian, example by example;
     - get_config() rebuilds an identical layer, also through Keras'
@@ -75,10 +92,11 @@ def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True, labels
 
     y, logdet = layer(x, **kwargs())
     y, logdet = to_numpy(y), to_numpy(logdet)
-    assert y.shape[1:] == tuple(layer.compute_output_shape(x.shape))[1:]
+    parts = y if isinstance(y, list) else [y]
+    assert [part.shape[1:] for part in parts] == output_shapes(layer, x.shape)
     assert logdet.shape == (x.shape[0],), f"logdet shape {logdet.shape}"
     assert logdet.dtype == np.float32, f"logdet dtype {logdet.dtype}"
-    assert np.all(np.isfinite(y)) and np.all(np.isfinite(logdet))
+    assert all(np.all(np.isfinite(part)) for part in parts) and np.all(np.isfinite(logdet))
 
     x_again, inverse_logdet = layer(y, inverse=True, **kwargs())
     np.testing.assert_allclose(to_numpy(x_again), x, atol=atol)
@@ -87,9 +105,8 @@ def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True, labels
     for i, example in enumerate(x):
 
         def forward_flat(v):
-            return ops.reshape(
-                layer(ops.reshape(v, (1, *x.shape[1:])), **kwargs(slice(i, i + 1)))[0], (-1,)
-            )
+            y = layer(ops.reshape(v, (1, *x.shape[1:])), **kwargs(slice(i, i + 1)))[0]
+            return ops.reshape(flatten(y), (-1,))
 
         expected = log_abs_det_jacobian(forward_flat, example)
         np.testing.assert_allclose(logdet[i], expected, atol=logdet_atol, rtol=1e-4)
@@ -97,7 +114,8 @@ def check_bijector(layer, x, atol=1e-4, logdet_atol=2e-3, randomize=True, labels
     clone = type(layer).from_config(layer.get_config())
     clone.build(x.shape)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(to_numpy(clone(x, **kwargs())[0]), y, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(flatten(clone(x, **kwargs())[0])),
+                               to_numpy(flatten(layer(x, **kwargs())[0])), atol=1e-6)
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer)
     )

@@ -15,8 +15,9 @@ import sys
 import numpy as np
 
 from glow_tf import GlowConfig
+from tests.tiny import TINY_MODEL
 
-TINY = GlowConfig(image_shape=(4, 4, 2), k_glow=2, l_glow=2, hidden_channels=8, n_bits=5, seed=0)
+TINY = GlowConfig(**TINY_MODEL)
 
 
 def uint8_images(n, seed=0):

@@ -7,13 +7,12 @@ from glow_tf.cli.settings import configs_for
 from glow_tf.runs import RunDir
 from glow_tf.runs.files import save_weights
 from glow_tf.tf import pipelines
+from tests.tiny import TINY_DIGITS, as_flags
 
-# 8x8 digits, K=1, L=2, width 8: one epoch is 22 steps of 64 images.
-TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 1, "n_init": 64,
-        "warmup": 0.5, "weight_decay": 0.0}
+TINY = {**TINY_DIGITS, "epochs": 1, "weight_decay": 0.0}
 # main.py's run of the same model, backed up at steps 5, 10, 15, 20 and 22 (the epoch's end).
 TRAIN_TINY = {**TINY, "backup_every": 5}
-TRAIN_TINY_ARGS = [f"--{name}={value}" for name, value in TRAIN_TINY.items()]
+TRAIN_TINY_ARGS = as_flags(TRAIN_TINY)
 
 
 def train_run(path):

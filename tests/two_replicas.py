@@ -10,10 +10,9 @@ Logical devices are fixed when TensorFlow starts, hence a process of its own.
 
 import sys
 
-# 1437 // 64 = 22 steps per epoch of 64 images.
-TINY = {"dataset": "digits", "k_glow": 1, "l_glow": 2, "hidden_channels": 8, "n_init": 64,
-        "warmup": 0.5, "backup_every": 3}
-STEPS_PER_EPOCH = 22
+from tests.tiny import TINY_DIGITS
+
+TINY = {"dataset": "digits", **TINY_DIGITS, "backup_every": 3}
 
 
 def flags(**changes):

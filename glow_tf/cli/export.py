@@ -1,7 +1,7 @@
 """Exports a trained Glow as a TensorFlow SavedModel that scores and samples without glow_tf.
 
     glow-export --out /tmp/glow-export                          # the newest run's weights
-    glow-export --run_dir checkpoints/digits-pretrained --which best --out EXPORT_DIR
+    glow-export --run_dir digits-pretrained --which best --out EXPORT_DIR
 
 `tf.saved_model.load(EXPORT_DIR)` loads it with TensorFlow alone. Its
 signatures: bits_per_dim (also serving_default), log_prob, encode, decode

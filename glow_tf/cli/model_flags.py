@@ -1,6 +1,7 @@
 """The trained model that sample.py, evaluate.py and export.py work on, from --run_dir / --weights.
 
-The tools take --run_dir (default: the newest run under checkpoints/),
+The tools take --run_dir (default: the newest run under checkpoints/, else
+the shipped digits-pretrained),
 --weights (one file), --which (newest or best) and main.py's architecture
 flags, which describe a lone weights file that has no config.json beside
 it. `glow_tf.runs.load_model` does the loading.
@@ -21,14 +22,15 @@ def define_model_flags(flag_values):
     """--run_dir, --weights, --which and the architecture flags."""
     flags.DEFINE_string(
         "run_dir", None,
-        f"A training run's folder (config.json + weights). Default: the newest run "
-        f"under {defs.CHECKPOINT_ROOT}/, the one whose weights were written last "
-        f"({defs.PRETRAINED_RUN_DIR} on a fresh clone).",
+        f"A training run's folder (config.json + weights), or the name of a run shipped "
+        f"with glow_tf ({defs.PRETRAINED_RUN}). Default: the newest run under "
+        f"{defs.CHECKPOINT_ROOT}/, the one whose weights were written last; without one, "
+        f"{defs.PRETRAINED_RUN}.",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
         "weights", None,
-        "A weights file instead of a run's: a Keras .weights.h5, or a legacy weights.h5. "
+        "A weights file (.weights.h5) instead of a run's. "
         "The architecture comes from the config.json beside it, else from --run_dir's, "
         "else from the architecture flags.",
         flag_values=flag_values,
@@ -43,12 +45,13 @@ def define_model_flags(flag_values):
 
 
 def _run_dir(flag_values):
-    """--run_dir; without it and --weights, the newest run under checkpoints/ (or None)."""
-    from glow_tf.runs import newest_run
+    """--run_dir (a shipped run's name resolved to its folder); without it and --weights,
+    the newest run under checkpoints/, else the shipped one."""
+    from glow_tf.runs import newest_run, resolve_run_dir
 
     if flag_values.run_dir is None and flag_values.weights is None:
-        return newest_run(defs.CHECKPOINT_ROOT)
-    return flag_values.run_dir
+        return newest_run(defs.CHECKPOINT_ROOT) or resolve_run_dir(defs.PRETRAINED_RUN)
+    return None if flag_values.run_dir is None else resolve_run_dir(flag_values.run_dir)
 
 
 def prepare_runtime(flag_values):
@@ -91,11 +94,6 @@ def load_model(flag_values):
     from glow_tf.runs import load_model
 
     run_dir, weights = _run_dir(flag_values), flag_values.weights
-    if run_dir is None and weights is None:
-        raise ValueError(
-            f"No trained run under {defs.CHECKPOINT_ROOT}/ (a folder with config.json and "
-            "weights): train one with main.py, or pass --run_dir or --weights."
-        )
     given = settings_lib.explicit(flag_values, settings_lib.ARCHITECTURE)
     flagged = settings_lib.configs_from(settings_lib.settings_from_flags(
         flag_values, settings_lib.ARCHITECTURE

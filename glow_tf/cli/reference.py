@@ -19,7 +19,7 @@ TOOLS = (
 INTRO = """\
 # Command-line reference
 
-Every flag of the three tools, with its default and the presets that change
+Every flag of the four tools, with its default and the presets that change
 it. Each tool runs as `python <script>` from the repository, or as its
 command after `pip install .`; `--help` lists the same flags. What the tools
 do is explained in [training.md](training.md) and

@@ -1,9 +1,11 @@
 """Activation normalisation (Glow, section 3.1)."""
 
+import contextlib
+
 import keras
 from keras import ops
 
-from glow_tf.layers.base import Bijector, num_pixels, per_example
+from glow_tf.layers.base import Bijector, layers_within, num_pixels, per_example
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -14,7 +16,7 @@ class ActNorm(Bijector):
 
     Before training, `b` and `log_s` are set so that y has zero mean and unit
     variance per channel on an initial batch (`Glow.initialize` does this in
-    one eager pass, with `data_init` switched on for every ActNorm). The
+    one eager pass inside `data_initialization`). The
     `initialized` flag is a non-trainable variable, so a weights file records
     whether the initialisation happened.
 
@@ -36,8 +38,8 @@ class ActNorm(Bijector):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.log_scale_factor = float(log_scale_factor)
-        # Set by Glow.initialize around its eager pass only: a Python flag, so
-        # a compiled training step never contains the initialisation.
+        # Set by `data_initialization` around an eager pass only: a Python
+        # flag, so a compiled training step never contains the initialisation.
         self.data_init = False
 
     def build(self, input_shape):
@@ -59,20 +61,20 @@ class ActNorm(Bijector):
         self.log_scale.assign(-ops.log(std + self.epsilon) / self.log_scale_factor)
         self.initialized.assign(1.0)
 
-    def _log_s(self):
+    def log_s(self):
         if self.log_scale_factor == 1.0:
             return self.log_scale
         return self.log_scale * self.log_scale_factor
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         if self.data_init:
             self.initialize_from(x)
-        log_s = self._log_s()
+        log_s = self.log_s()
         y = (x + self.bias) * ops.exp(log_s)
         return y, per_example(num_pixels(x) * ops.sum(log_s), x)
 
-    def inverse(self, y):
-        log_s = self._log_s()
+    def inverse(self, y, labels=None):
+        log_s = self.log_s()
         x = y * ops.exp(-log_s) - self.bias
         return x, per_example(-num_pixels(y) * ops.sum(log_s), y)
 
@@ -82,3 +84,32 @@ class ActNorm(Bijector):
             "epsilon": self.epsilon,
             "log_scale_factor": self.log_scale_factor,
         }
+
+
+@contextlib.contextmanager
+def data_initialization(layer):
+    """Within it, every ActNorm inside `layer` initialises itself from the batch it sees.
+
+    Run one eager forward pass of `layer` inside it, on a few hundred
+    training images; each ActNorm is set from its own input in that pass.
+    """
+    actnorms = actnorms_within(layer)
+    for actnorm in actnorms:
+        actnorm.data_init = True
+    try:
+        yield
+    finally:
+        for actnorm in actnorms:
+            actnorm.data_init = False
+
+
+def actnorms_within(layer):
+    return [found for found in layers_within(layer) if isinstance(found, ActNorm)]
+
+
+def all_initialized(layer):
+    """Whether every ActNorm inside `layer` was initialised (as its weights record)."""
+    return all(
+        float(ops.convert_to_numpy(actnorm.initialized)) == 1.0
+        for actnorm in actnorms_within(layer)
+    )

@@ -12,21 +12,47 @@ class Bijector(keras.layers.Layer):
     log|det dy/dx| of the direction executed, one float32 value per example,
     so the two directions' log-determinants are negatives of each other.
 
+    Conditioning travels through the protocol: `labels` (one int class per
+    example, or None) reaches every bijector of a composition, and those
+    that do not depend on the class ignore it. x and y are tensors, or a
+    tuple or list of them where a bijector splits one into several (the
+    split of a level, the multi-scale flow's latents).
+
     Subclasses write the math once per direction in `forward` and `inverse`;
-    shapes that change (squeeze) override `compute_output_shape`.
+    shapes that change (squeeze, split) override `compute_output_shape`.
     """
 
-    def call(self, x, inverse=False):
-        return self.inverse(x) if inverse else self.forward(x)
+    def call(self, x, inverse=False, labels=None):
+        return self.inverse(x, labels) if inverse else self.forward(x, labels)
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         raise NotImplementedError
 
-    def inverse(self, y):
+    def inverse(self, y, labels=None):
         raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+def layers_within(layer):
+    """Every Keras layer inside `layer` (itself included), depth first.
+
+    Found through the attributes that hold them (a layer, or a list or
+    tuple of layers), which is how Keras tracks them too.
+    """
+    found, stack, seen = [], [layer], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, keras.layers.Layer):
+            found.append(item)
+            stack.extend(reversed(list(vars(item).values())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+    return found
 
 
 def per_example(value, x):

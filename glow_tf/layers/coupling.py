@@ -61,7 +61,7 @@ class Coupling(Bijector):
         )
         self.network.build((*input_shape[:-1], self.channels_a))
 
-    def _shift_and_log_scale(self, x_a):
+    def shift_and_log_scale(self, x_a):
         # NN's two hidden layers are `hidden_channels` wide, against the few
         # channels of x: nearly all the activation memory of a step of flow.
         # Not while initialising: that pass assigns the network's ActNorm
@@ -72,8 +72,8 @@ class Coupling(Bijector):
             # A new function each call, not the layer itself: jax.checkpoint
             # caches its trace per function, and a cached trace of the layer
             # holds the variable values of the transformation it was traced
-            # in (after fit, a jax.grad of the model failed with a leaked
-            # tracer).
+            # in, so a jax.grad of the model after fit would meet a leaked
+            # tracer.
             network = keras.remat(lambda h: self.network(h))
         h = ops.cast(network(x_a), "float32")
         if not self.affine:
@@ -81,17 +81,17 @@ class Coupling(Bijector):
         shift, pre_scale = split_channels(h, self.channels_b)
         return shift, ops.log_sigmoid(pre_scale + 2.0)
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         x_a, x_b = split_channels(x, self.channels_a)
-        shift, log_scale = self._shift_and_log_scale(x_a)
+        shift, log_scale = self.shift_and_log_scale(x_a)
         if log_scale is None:
             return ops.concatenate([x_a, x_b + shift], axis=-1), per_example(0.0, x)
         y_b = (x_b + shift) * ops.exp(log_scale)
         return ops.concatenate([x_a, y_b], axis=-1), sum_per_example(log_scale)
 
-    def inverse(self, y):
+    def inverse(self, y, labels=None):
         y_a, y_b = split_channels(y, self.channels_a)
-        shift, log_scale = self._shift_and_log_scale(y_a)
+        shift, log_scale = self.shift_and_log_scale(y_a)
         if log_scale is None:
             return ops.concatenate([y_a, y_b - shift], axis=-1), per_example(0.0, y)
         x_b = y_b * ops.exp(-log_scale) - shift

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.linalg
 from keras import ops
 
-from glow_tf.layers.base import Bijector, matmul_channels, num_pixels, per_example
+from glow_tf.layers.base import Bijector, layers_within, matmul_channels, num_pixels, per_example
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -91,11 +91,11 @@ class Invertible1x1Conv(Bijector):
         _, r = ops.linalg.qr(self.kernel)
         return ops.sum(ops.log(ops.abs(ops.diagonal(r))))
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         y = matmul_channels(x, ops.transpose(self.weight()))
         return y, per_example(num_pixels(x) * self.log_abs_det_weight(), x)
 
-    def inverse(self, y):
+    def inverse(self, y, labels=None):
         x = matmul_channels(y, ops.transpose(self.inverse_weight()))
         return x, per_example(-num_pixels(y) * self.log_abs_det_weight(), y)
 
@@ -127,6 +127,16 @@ class Invertible1x1Conv(Bijector):
             "lu_decomposed": self.lu_decomposed,
             "seed": self.seed,
         }
+
+
+@contextlib.contextmanager
+def constant_decompositions_within(layer):
+    """`constant_decompositions` of every invertible 1x1 convolution inside `layer`."""
+    with contextlib.ExitStack() as stack:
+        for found in layers_within(layer):
+            if isinstance(found, Invertible1x1Conv):
+                stack.enter_context(found.constant_decompositions())
+        yield
 
 
 def _constant(value):

@@ -38,10 +38,10 @@ class Permute(Bijector):
             initializer=keras.initializers.Constant(order.astype(np.int32)),
         )
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         return ops.take(x, self.order, axis=-1), per_example(0.0, x)
 
-    def inverse(self, y):
+    def inverse(self, y, labels=None):
         return ops.take(y, ops.argsort(self.order), axis=-1), per_example(0.0, y)
 
     def get_config(self):

@@ -28,7 +28,8 @@ class LearnedPrior(Bijector):
     Call arguments:
         z: the top latent (or eps, with `inverse=True`).
         inverse: generate instead of encode.
-        labels: int class labels of shape (batch,), for a conditional prior.
+        labels: int class labels of shape (batch,): required by a
+            conditional prior, refused by an unconditional one.
     """
 
     def __init__(self, num_classes=0, log_scale_factor=1.0, **kwargs):
@@ -48,16 +49,18 @@ class LearnedPrior(Bijector):
                 initializer="zeros",
             )
 
-    def call(self, z, inverse=False, labels=None):
-        mean, log_scale = self._mean_and_log_scale(z, labels)
-        if inverse:
-            # The batched operand goes first: Keras' TensorFlow `add` turns
-            # `a + b` into bias_add(a, squeeze(b)) when b has one non-unit axis,
-            # which drops b's batch axis for one example with a 1x1 top latent.
-            return z * ops.exp(log_scale) + mean, sum_per_example(log_scale)
+    def forward(self, z, labels=None):
+        mean, log_scale = self.mean_and_log_scale(z, labels)
         return (z - mean) * ops.exp(-log_scale), -sum_per_example(log_scale)
 
-    def _mean_and_log_scale(self, z, labels):
+    def inverse(self, eps, labels=None):
+        mean, log_scale = self.mean_and_log_scale(eps, labels)
+        # The batched operand goes first: Keras' TensorFlow `add` turns
+        # `a + b` into bias_add(a, squeeze(b)) when b has one non-unit axis,
+        # which drops b's batch axis for one example with a 1x1 top latent.
+        return eps * ops.exp(log_scale) + mean, sum_per_example(log_scale)
+
+    def mean_and_log_scale(self, z, labels):
         if not self.num_classes:
             if labels is not None:
                 raise ValueError(

@@ -9,18 +9,18 @@ from glow_tf.layers.networks import ZeroConv2D
 
 @keras.saving.register_keras_serializable(package="glow_tf")
 class SplitPrior(Bijector):
-    """Standardises the half of the channels that a level factors out.
+    """Factors out half of the channels, standardised under its learned prior.
 
-    The multi-scale architecture keeps z_a and factors out z_b, whose prior
-    is N(mu, sigma^2) with (mu, log sigma) = ZeroConv(z_a). Written as a
-    bijector,
+    The multi-scale architecture keeps z_a for the next level and factors
+    out z_b, whose prior is N(mu, sigma^2) with (mu, log sigma) =
+    ZeroConv(z_a). Written as a bijector from one tensor to two,
 
-        eps = (z_b - mu(z_a)) * exp(-log sigma(z_a)),   y = concat(z_a, eps)
+        x = concat(z_a, z_b)  ->  (z_a, eps),   eps = (z_b - mu(z_a)) * exp(-log sigma(z_a))
         logdet = -sum(log sigma)
 
-    so that eps is standard normal under the prior and
-    log N(z_b; mu, sigma) = log N(eps; 0, I) + logdet. `split` then hands
-    eps to the model as this level's latent and z_a to the next level.
+    so that eps, the level's latent, is standard normal under the prior and
+    log N(z_b; mu, sigma) = log N(eps; 0, I) + logdet. The inverse takes
+    the pair (z_a, eps) back to x.
     """
 
     def build(self, input_shape):
@@ -33,24 +33,22 @@ class SplitPrior(Bijector):
         self.prior = ZeroConv2D(2 * self.channels_b, dtype=self.dtype_policy, name="prior")
         self.prior.build((*input_shape[:-1], self.channels_a))
 
-    def _mean_and_log_scale(self, z_a):
+    def mean_and_log_scale(self, z_a):
         return split_channels(self.prior(z_a), self.channels_b)
 
-    def forward(self, x):
-        z_a, z_b = self.split(x)
-        mean, log_scale = self._mean_and_log_scale(z_a)
+    def forward(self, x, labels=None):
+        z_a, z_b = split_channels(x, self.channels_a)
+        mean, log_scale = self.mean_and_log_scale(z_a)
         eps = (z_b - mean) * ops.exp(-log_scale)
-        return self.merge(z_a, eps), -sum_per_example(log_scale)
+        return (z_a, eps), -sum_per_example(log_scale)
 
-    def inverse(self, y):
-        z_a, eps = self.split(y)
-        mean, log_scale = self._mean_and_log_scale(z_a)
+    def inverse(self, y, labels=None):
+        z_a, eps = y
+        mean, log_scale = self.mean_and_log_scale(z_a)
         z_b = mean + eps * ops.exp(log_scale)
-        return self.merge(z_a, z_b), sum_per_example(log_scale)
+        return ops.concatenate([z_a, z_b], axis=-1), sum_per_example(log_scale)
 
-    def split(self, y):
-        """(kept half for the next level, factored-out half)."""
-        return split_channels(y, self.channels_a)
-
-    def merge(self, kept, factored):
-        return ops.concatenate([kept, factored], axis=-1)
+    def compute_output_shape(self, input_shape):
+        *rest, channels = input_shape
+        kept = channels // 2
+        return (*rest, kept), (*rest, channels - kept)

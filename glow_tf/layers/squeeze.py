@@ -21,14 +21,14 @@ class Squeeze(Bijector):
                 f"Squeeze needs even height and width, got {height}x{width}."
             )
 
-    def forward(self, x):
+    def forward(self, x, labels=None):
         _, height, width, channels = x.shape
         y = ops.reshape(x, (-1, height // 2, 2, width // 2, 2, channels))
         y = ops.transpose(y, (0, 1, 3, 5, 2, 4))
         y = ops.reshape(y, (-1, height // 2, width // 2, channels * 4))
         return y, per_example(0.0, x)
 
-    def inverse(self, y):
+    def inverse(self, y, labels=None):
         _, height, width, channels = y.shape
         x = ops.reshape(y, (-1, height, width, channels // 4, 2, 2))
         x = ops.transpose(x, (0, 1, 4, 2, 5, 3))

@@ -136,17 +136,10 @@ def save_weights(model, path):
 
 def _weights_file_in_memory(model):
     """A BytesIO holding the file model.save_weights writes, written by Keras."""
-    # Keras' own writer (keras.src.saving.saving_lib, as `save_weights` uses
-    # it), given a BytesIO in place of a path.
-    from keras.src.saving import saving_lib
+    from glow_tf import keras_internals
 
     if not model.built:
         raise ValueError("Saving the weights of a model that is not built; build it first.")
     buffer = io.BytesIO()
-    store = saving_lib.H5IOStore(buffer, mode="w")
-    try:
-        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables=set())
-    finally:
-        store.h5_file.close()
+    keras_internals.write_weights_file(model, buffer)
     return buffer

@@ -36,9 +36,6 @@ BACKUP = "backup"
 # next write of best.weights.h5.
 BACKUP_STATE = "state.npz"
 BEST_STATE = "best.npz"
-# The backup of runs made before BACKUP_STATE: Keras BackupAndRestore's
-# weights file, which resuming still reads.
-LEGACY_BACKUP_WEIGHTS = "latest.weights.h5"
 LOGS = "logs"
 # The one writer's lock (see RunDir.lock); it holds that process's id.
 LOCK = ".lock"
@@ -59,15 +56,6 @@ MAY_CHANGE_ON_RESUME = (
     ("training", "threads_per_op"),
 )
 
-# Settings added after runs were first written: the value a config.json
-# written before a setting existed means. Such a run trained without Polyak
-# averaging (so its horizon, polyak_epochs, did not matter), without
-# augmentation and with ActNorm's log-scale learned directly.
-BEFORE_THE_SETTING = {
-    ("data", "augment"): False,
-    ("model", "log_scale_factor"): 1.0,
-    ("training", "polyak"): False,
-}
 # Compared only when both runs average (else polyak differs, or neither uses it).
 POLYAK_ONLY = ("training", "polyak_epochs")
 
@@ -116,7 +104,7 @@ class RunDir:
 
     def has_backup(self):
         """Whether an interrupted (or finished) run left a state to resume."""
-        return any(os.path.exists(self.backup(n)) for n in (BACKUP_STATE, LEGACY_BACKUP_WEIGHTS))
+        return os.path.exists(self.backup(BACKUP_STATE))
 
     def read_config(self):
         path = self.file(CONFIG)
@@ -155,10 +143,10 @@ class RunDir:
         every hyperparameter but those in MAY_CHANGE_ON_RESUME must match, or
         RunDirMismatchError names the ones that differ.
         """
-        self._check_writable()
+        self.check_writable()
         path = self.file(CONFIG)
         if not os.path.exists(path):
-            self._check_no_orphans()
+            self.check_no_orphans()
             return
         try:
             stored = read_json(path)
@@ -177,11 +165,11 @@ class RunDir:
                 "this one its own folder (--run_dir)."
             )
 
-    def _check_no_orphans(self):
+    def check_no_orphans(self):
         """A folder with weights or a backup but no config.json is some other run's."""
         found = [
             name for name in (NEWEST_WEIGHTS, BEST_WEIGHTS, os.path.join(BACKUP, BACKUP_STATE),
-                              os.path.join(BACKUP, LEGACY_BACKUP_WEIGHTS), METRICS)
+                              METRICS)
             if os.path.exists(self.file(name))
         ]
         if found:
@@ -191,7 +179,7 @@ class RunDir:
                 "resume it, move those files away, or give this run its own --run_dir."
             )
 
-    def _check_writable(self):
+    def check_writable(self):
         path = os.path.abspath(self.path)
         if os.path.exists(path) and not os.path.isdir(path):
             raise RunDirError(f"run_dir={self.path!r} is a file; expected a folder for the run.")
@@ -312,14 +300,10 @@ def config_differences(stored, asked):
                 continue
             if key == POLYAK_ONLY and not (old.get("polyak") and new.get("polyak")):
                 continue
-            before = name not in old and key in BEFORE_THE_SETTING
             # JSON turns tuples into lists; compare them as lists.
-            a = _jsonable(BEFORE_THE_SETTING[key] if before else old.get(name))
-            b = _jsonable(new.get(name))
+            a, b = _jsonable(old.get(name)), _jsonable(new.get(name))
             if a != b:
-                where = ("the run folder (written before the setting existed)" if before
-                         else "the run folder")
-                differences.append(f"{section}.{name}: {a!r} in {where}, {b!r} now")
+                differences.append(f"{section}.{name}: {a!r} in the run folder, {b!r} now")
     return differences
 
 

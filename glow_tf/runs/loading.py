@@ -1,14 +1,9 @@
 """Loading a trained Glow from a run folder or a weights file, with errors a user can act on.
 
 `load_model` is the one way in; `newest_run` finds the run that the
-command-line tools default to. Backend-agnostic. Two weights formats load:
-
-- Keras 3's `*.weights.h5` (what training writes: glow_tf.runs.folder), matched
-  to the model by the path of each layer;
-- a legacy `weights.h5` (any other `.h5`/`.hdf5` name): the HDF5 layout of
-  Keras 2's `model.save_weights("weights.h5")`, one group per layer, matched
-  to the model's layers in order. Keras 3 still reads it
-  (`keras.src.legacy.saving.legacy_h5_format`), through `load_weights`.
+command-line tools default to, and `shipped_run` the runs that ship inside
+the package (glow_tf/pretrained/). Backend-agnostic. The weights are Keras
+3's `*.weights.h5` (what training writes: glow_tf.runs.folder).
 """
 
 import collections
@@ -17,6 +12,10 @@ import os
 from glow_tf import phases
 from glow_tf.runs.files import read_json
 from glow_tf.runs.folder import CONFIG, WEIGHTS, RunDirError
+
+# The trained runs that ship inside the package, one folder each, found by name.
+SHIPPED_RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "pretrained")
 
 
 class WeightsError(ValueError):
@@ -43,6 +42,36 @@ def newest_run(root):
     return max(found)[1] if found else None
 
 
+def shipped_runs():
+    """The names of the runs that ship inside the package (e.g. "digits-pretrained")."""
+    if not os.path.isdir(SHIPPED_RUNS):
+        return []
+    return sorted(name for name in os.listdir(SHIPPED_RUNS)
+                  if os.path.isfile(os.path.join(SHIPPED_RUNS, name, CONFIG)))
+
+
+def shipped_run(name):
+    """The folder of the shipped run `name`; RunDirError naming the shipped runs if none."""
+    if name not in shipped_runs():
+        raise RunDirError(
+            f"run_dir={name!r}: no such folder, nor a run shipped with glow_tf; the shipped "
+            f"runs are {', '.join(shipped_runs()) or 'none'}."
+        )
+    return os.path.join(SHIPPED_RUNS, name)
+
+
+def resolve_run_dir(run_dir):
+    """`run_dir` itself if it is a folder, else the shipped run of that name.
+
+    So "digits-pretrained" names the shipped run from any working folder,
+    unless a folder of that name is there.
+    """
+    run_dir = os.fspath(run_dir)
+    if os.path.isdir(run_dir) or os.sep in run_dir.rstrip(os.sep):
+        return run_dir
+    return shipped_run(run_dir)
+
+
 def run_weights(path, which=None):
     """The weights file of a run folder: `which` ("newest"/"best"), or newest else best.
 
@@ -62,16 +91,16 @@ def check_weights_file(path):
     if not os.path.exists(path):
         raise WeightsError(f"weights={path!r}: no such file.")
     if not os.path.isfile(path):
-        raise WeightsError(f"weights={path!r}: not a file; expected a .weights.h5 or .h5 file.")
-    if not path.endswith((".h5", ".hdf5")):
+        raise WeightsError(f"weights={path!r}: not a file; expected a .weights.h5 file.")
+    if not path.endswith(".weights.h5"):
         raise WeightsError(
-            f"weights={path!r}: expected a Keras weights file named *.weights.h5, or a "
-            "legacy weights.h5 (.h5 / .hdf5)."
+            f"weights={path!r}: expected a Keras weights file named *.weights.h5 (what "
+            "model.save_weights and main.py write)."
         )
     if not h5py.is_hdf5(path):
         raise WeightsError(
             f"weights={path!r}: not an HDF5 file; expected weights written by "
-            "model.save_weights (a .weights.h5, or a legacy weights.h5)."
+            "model.save_weights (a .weights.h5)."
         )
 
 
@@ -92,8 +121,10 @@ def load_model(run_dir=None, *, weights=None, which="newest", model_config=None)
     """A trained Glow from a run folder or a weights file.
 
     Args:
-        run_dir: a run folder (config.json and weights, as main.py writes).
-            Its `which` weights load unless `weights` names a file.
+        run_dir: a run folder (config.json and weights, as main.py writes),
+            or the name of a run shipped with the package
+            ("digits-pretrained"). Its `which` weights load unless `weights`
+            names a file.
         weights: a weights file. Its architecture comes from the config.json
             beside it, else from `run_dir`'s, else from `model_config`.
         which: "newest" or "best" (by test bits/dim), for a run folder.
@@ -114,6 +145,7 @@ def load_model(run_dir=None, *, weights=None, which="newest", model_config=None)
         raise ValueError("load_model needs a run_dir or a weights file.")
     run_config = None
     if run_dir is not None:
+        run_dir = resolve_run_dir(run_dir)
         run_config = _read_run_config(run_dir)
         if weights is None:
             weights = run_weights(run_dir, which)
@@ -184,6 +216,17 @@ def _load_weights(model, path):
     A truncated file, or one of a model of another architecture, names the
     file and the model's architecture; the cause is Keras' own message.
     """
+    from glow_tf.runs.convert import is_list_layout
+
+    try:
+        list_layout = is_list_layout(path)
+    except OSError:
+        list_layout = False  # load_weights says what is wrong with the file
+    if list_layout:
+        raise WeightsError(
+            f"weights={path!r} are in the layout of glow_tf 0.2 (one list of layers). "
+            f"Convert them once: python -m glow_tf.cli.convert {path}"
+        )
     try:
         model.load_weights(path)
     except OSError as error:  # h5py: truncated or otherwise corrupt

@@ -124,13 +124,14 @@ def _damage(error):
     return f"it is truncated or damaged ({type(error).__name__}: {error})"
 
 
-def restore(path, model, optimizer=None):
+def restore(path, model, optimizer=None, assign_with=None):
     """Assigns a state file's values to the model's (and the optimizer's) variables.
 
     With the optimizer, the model's noise generator state is restored too
     (where the file has it: older backups restart the noise stream).
     Returns the step count it holds. Raises StateError, naming the first
     variable that differs, when the file is of another model or optimizer.
+    `assign_with(variables, values)` assigns them (default: `assign`).
     """
     meta, model_values, optimizer_values, generator_value = _read(path)
     parts = [("model", model.weights, model_values, meta["model"])]
@@ -146,7 +147,7 @@ def restore(path, model, optimizer=None):
                 f"{generator_value.shape} there and {tuple(generator.shape)} here."
             )
     for _, variables, values, _ in parts:
-        assign(variables, values)
+        (assign_with or assign)(variables, values)
     if generator is not None and generator_value is not None:
         generator.assign(generator_value)
     return meta["step"]

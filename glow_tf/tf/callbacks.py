@@ -13,8 +13,12 @@ NaN or inf loss usually follows an update that put NaN or inf into the
 weights: the step's own loss was computed before the update and is finite,
 the next one is not. So training stops at the first non-finite loss, or at
 an epoch's end whose weights are not finite, and every checkpoint write
-first checks the weights (`weights_are_finite`), which keeps the files on
+first checks the weights (`HostWeights.finite`), which keeps the files on
 disk at the last finite state.
+
+`HostWeights` holds the one host copy of the weights that these callbacks,
+the test pass and the summaries read at an epoch's end; the run's code
+makes it and hands it to each of them.
 
 `ReportFirstStep` says, as a run's first step starts, that it includes
 tracing and compiling the training step, and then how long it took.
@@ -29,15 +33,14 @@ import math
 import os
 import shutil
 import time
-import weakref
 
 import keras
 import numpy as np
 from keras import ops
 
-from glow_tf import phases
+from glow_tf import keras_internals, phases
 from glow_tf.runs import files, state
-from glow_tf.runs.folder import BEST_STATE, LEGACY_BACKUP_WEIGHTS
+from glow_tf.runs.folder import BEST_STATE
 from glow_tf.tf import polyak
 
 # Seconds between two writes of newest.weights.h5 and best.weights.h5 while
@@ -66,8 +69,7 @@ class RunCheckpoint(keras.callbacks.Callback):
       last written. A run that stops on a non-finite loss leaves them at
       its last finite state.
 
-    When `fit` starts, the backup's weights and optimizer state are restored
-    (a backup of an older version, Keras' backup/latest.weights.h5, too).
+    When `fit` starts, the backup's weights and optimizer state are restored.
     Where the run stood is read from the restored step count s: epoch
     s // steps_per_epoch, with s % steps_per_epoch of its steps done. A run
     killed mid-epoch goes on with the rest of that epoch, as many steps as
@@ -86,6 +88,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         keras_weights_every: seconds between writes of the Keras weights
             files during training (0: after every epoch; None:
             KERAS_WEIGHTS_EVERY).
+        weights: the run's `HostWeights`.
         share_state: None, or for training on several workers a function
             that makes every worker's variables the chief's (such as
             `Distribution.share_chief_state`); called on the weights and the
@@ -93,10 +96,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             is read, on every worker.
     """
 
-    def __init__(self, run, epochs, backup_every, steps_per_epoch, resume=False,
+    def __init__(self, run, epochs, backup_every, steps_per_epoch, weights, resume=False,
                  keras_weights_every=None, share_state=None):
         super().__init__()
         self.run = run
+        self.weights = weights
         self.share_state = share_state
         self.epochs = epochs
         self.backup_every = backup_every
@@ -124,20 +128,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.run.backup_dir, exist_ok=True)
         model = self.model
         backup = self.run.backup()
-        legacy = self.run.backup(LEGACY_BACKUP_WEIGHTS)
         try:
             if os.path.exists(backup):
-                state.restore(backup, model, model.optimizer)
-            elif os.path.exists(legacy):
-                try:
-                    model.load_weights(legacy)
-                except (OSError, ValueError, KeyError) as error:
-                    raise state.StateError(f"{legacy} cannot be read ({error}).") from None
+                state.restore(backup, model, model.optimizer, assign_with=self.weights.assign)
         except state.StateError as error:
             raise _unusable_backup(error) from None
         if self.share_state is not None:
             self.share_state([*model.weights, *model.optimizer.variables])
-        _forget_host_copy()
+            self.weights.forget()  # the chief's weights came in
         best = self.run.backup(BEST_STATE)
         if self.best_epoch is not None and os.path.exists(best):
             try:
@@ -151,12 +149,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._step = self.backup_step = _step(model)
         self._steps_per_call = getattr(model, "steps_per_execution", 1) or 1
         self._epoch = self._step // self.steps_per_epoch
-        model._initial_epoch = self._epoch
+        keras_internals.set_initial_epoch(model, self._epoch)
         if self._step and self._step % self.steps_per_epoch == 0:
             # Backed up at an epoch's end: the newest weights. A run stopped
             # after that backup, before the Keras files were written, writes
             # them when it ends, even if no epoch is left to run.
-            self._newest_values, self._newest_step = _weight_values(model), self._step
+            self._newest_values, self._newest_step = self.weights.values(model), self._step
             self._keras_files_current = False
 
     # ---- every step ----
@@ -174,7 +172,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         epoch_end_step = (self._epoch + 1) * self.steps_per_epoch
         if (self._step - self.backup_step >= self.backup_every and self._step < epoch_end_step
                 and _finite((logs or {}).get("loss"))):
-            self._write_backup()
+            self.write_backup()
         # A resumed epoch ends when the epoch's steps are done, before the
         # data runs out; on_epoch_end lets training go on.
         early = batch + 1 < self.steps_per_epoch
@@ -186,11 +184,11 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not (_finite(logs.get("loss")) and weights_are_finite(self.model)):
+        if not (_finite(logs.get("loss")) and self.weights.finite(self.model)):
             return
         if self._ending_epoch_early:
             self.model.stop_training = self._ending_epoch_early = False
-        values = _weight_values(self.model)
+        values = self.weights.values(self.model)
         optimizer_values = state.host_values(self.model.optimizer.variables)
         scored = polyak.averaged_values(self.model, values, optimizer_values)
         test = logs.get("val_loss")
@@ -211,34 +209,31 @@ class RunCheckpoint(keras.callbacks.Callback):
             }
         )
         # Last: a crash before this point reruns the epoch, never skips it.
-        self._write_backup(values, optimizer_values)
+        self.write_backup(values, optimizer_values)
         self._newest_values = scored
         self._keras_files_current = False
         if time.monotonic() - self._keras_written_at >= self.keras_weights_every:
-            self._write_keras_weights()
+            self.write_keras_weights()
 
     def on_train_end(self, logs=None):
-        # fit's end may have changed the weights at the same step count
-        # (Keras puts the Polyak averages into the model).
-        _forget_host_copy()
         if self._newest_values is not None and not self._keras_files_current:
-            self._write_keras_weights()
+            self.write_keras_weights()
 
     # ---- writing ----
 
-    def _write_backup(self, values=None, optimizer_values=None):
+    def write_backup(self, values=None, optimizer_values=None):
         model = self.model
         if values is None:
-            if not weights_are_finite(model):
+            if not self.weights.finite(model):
                 return
-            values = _weight_values(model)
+            values = self.weights.values(model)
         if optimizer_values is None:
             optimizer_values = state.host_values(model.optimizer.variables)
         state.write(self.run.backup(), model, values, self._step, model.optimizer,
                     optimizer_values)
         self.backup_step = self._step
 
-    def _write_keras_weights(self):
+    def write_keras_weights(self):
         """newest.weights.h5 and best.weights.h5, from the weights they stand for.
 
         The model's own weights may differ from them: later ones (a run
@@ -247,21 +242,20 @@ class RunCheckpoint(keras.callbacks.Callback):
         for the write, and the model's put back after it.
         """
         model = self.model
-        current = held = _weight_values(model)
+        current = held = self.weights.values(model)
         if held is not self._newest_values:
-            state.assign(model.weights, self._newest_values)
+            self.weights.assign(model.weights, self._newest_values)
             held = self._newest_values
         newest = self.run.weights("newest")
         files.save_weights(model, newest)
         if self._best_values is self._newest_values:
             _copy(newest, self.run.weights("best"))
         elif self._best_values is not None:
-            state.assign(model.weights, self._best_values)
+            self.weights.assign(model.weights, self._best_values)
             held = self._best_values
             files.save_weights(model, self.run.weights("best"))
         if held is not current:
-            state.assign(model.weights, current)
-        _forget_host_copy()
+            self.weights.assign(model.weights, current)
         self._keras_files_current = True
         self._keras_written_at = time.monotonic()
 
@@ -310,20 +304,24 @@ class UseAverages(keras.callbacks.Callback):
     the callbacks after it) go on from them. Without averaging, both do
     nothing. Use `UseAverages.pair()`.
 
-    The raw values are the shared host copy of the weights
-    (`weights_are_finite` and RunCheckpoint read it), taken before the
-    averages go in, so that copy stays the raw weights for the whole end
-    of the epoch.
+    The raw values are the run's `HostWeights` copy, taken before the
+    averages go in, which are assigned past it: so that copy stays the raw
+    weights for the whole end of the epoch, for the divergence check and
+    RunCheckpoint after it.
+
+    Args:
+        weights: the run's `HostWeights`.
     """
 
-    def __init__(self):
+    def __init__(self, weights):
         super().__init__()
+        self.weights = weights
         self.raw = None
 
     @classmethod
-    def pair(cls):
+    def pair(cls, weights):
         """(UseAverages, UseRawWeights): the callbacks to put around those that score."""
-        use_averages = cls()
+        use_averages = cls(weights)
         return use_averages, UseRawWeights(use_averages)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -331,7 +329,7 @@ class UseAverages(keras.callbacks.Callback):
         pairs = polyak.pairs(model)
         if not pairs:
             return
-        values = _weight_values(model)
+        values = self.weights.values(model)
         index = {id(v): i for i, v in enumerate(model.weights)}
         self.raw = [(weight, values[index[id(weight)]]) for weight, _ in pairs]
         for weight, average in pairs:
@@ -363,6 +361,9 @@ class StopOnDivergence(keras.callbacks.Callback):
     at the first step whose own loss does. At the end of an epoch the
     weights are checked as well (the last update may have broken them).
 
+    Args:
+        weights: the run's `HostWeights`.
+
     Attributes:
         step: the global training step (1-based: the optimizer's step count
             after it) where training stopped; None while all is finite.
@@ -370,8 +371,9 @@ class StopOnDivergence(keras.callbacks.Callback):
         reason: what was not finite, e.g. "the loss became nan".
     """
 
-    def __init__(self):
+    def __init__(self, weights):
         super().__init__()
+        self.weights = weights
         self.step = self.epoch = self.reason = None
         self._epoch = 0
 
@@ -381,47 +383,74 @@ class StopOnDivergence(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self._stop(f"the loss became {float(loss)}")
+            self.stop(f"the loss became {float(loss)}")
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.step is None and not weights_are_finite(self.model):
-            self._stop("the weights became NaN or inf")
+        if self.step is None and not self.weights.finite(self.model):
+            self.stop("the weights became NaN or inf")
 
-    def _stop(self, reason):
+    def stop(self, reason):
         if self.step is None:
             self.step = _step(self.model)
             self.epoch, self.reason = self._epoch + 1, reason
         self.model.stop_training = True
 
 
-# The host copy of a model's weights at one step count, shared by the
-# callbacks that look at the weights at an epoch's end (the divergence
-# check, the test pass, the summaries, the checkpoint): one copy, not four.
-_HOST_COPY = {"model": lambda: None, "step": None, "values": None}
+class HostWeights(keras.callbacks.Callback):
+    """The one host copy of a model's weights that a run's callbacks read.
 
+    At an epoch's end the divergence check, the Polyak swap, the test pass,
+    the summaries and the checkpoint each need the weights on the host;
+    they share the copy this object makes at the first read. Two events
+    make it stale, and drop it:
 
-def _weight_values(model):
-    """`state.host_values(model.weights)`, copied once per model and step count."""
-    step = _step(model)
-    if _HOST_COPY["model"]() is not model or _HOST_COPY["step"] != step:
-        _forget_host_copy()
-        values = state.host_values(model.weights)
-        _HOST_COPY.update(model=weakref.ref(model), step=step, values=values)
-    return _HOST_COPY["values"]
+    - a callback event begins (a training step, an epoch's end, fit's start
+      or end, where Keras puts the Polyak averages in): put this object
+      first among fit's callbacks;
+    - weights are assigned through `assign` (a restored backup, the
+      weights put back after a checkpoint write).
 
+    `UseAverages` assigns the averages past it on purpose: the copy stays
+    the raw weights while the callbacks between it and `UseRawWeights` score
+    the averages.
+    """
 
-def _forget_host_copy():
-    """After weights were assigned: the next `_weight_values` copies them anew."""
-    _HOST_COPY.update(model=lambda: None, step=None, values=None)
+    def __init__(self):
+        super().__init__()
+        self.copy = None
 
+    def forget(self):
+        self.copy = None
 
-def weights_are_finite(model):
-    """Whether every weight of the model (optimizer state excluded) is finite."""
-    if getattr(model, "optimizer", None) is None:
-        values = state.host_values(model.weights)
-    else:
-        values = _weight_values(model)
-    return all(np.isfinite(v).all() for v in values if v.dtype.kind == "f")
+    def values(self, model):
+        """`state.host_values(model.weights)`, copied once per event."""
+        if self.copy is None or self.copy[0] is not model:
+            self.copy = (model, state.host_values(model.weights))
+        return self.copy[1]
+
+    def assign(self, variables, values):
+        """Assigns `values` to `variables` (the model's weights, its optimizer's); drops the copy."""
+        state.assign(variables, values)
+        self.forget()
+
+    def finite(self, model):
+        """Whether every weight of the model (optimizer state excluded) is finite."""
+        return all(np.isfinite(v).all() for v in self.values(model) if v.dtype.kind == "f")
+
+    def on_train_begin(self, logs=None):
+        self.forget()
+
+    def on_train_end(self, logs=None):
+        self.forget()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.forget()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.forget()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.forget()
 
 
 class ReportFirstStep(keras.callbacks.Callback):

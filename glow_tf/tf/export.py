@@ -29,7 +29,6 @@ not their values, so `sample` is a TensorFlow function that turns n into
 the shape of a tensor and calls converted parts.
 """
 
-import contextlib
 import inspect
 import os
 import shutil
@@ -39,8 +38,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from glow_tf import quantization
-from glow_tf.layers import Invertible1x1Conv
+from glow_tf import quantization, sampling
+from glow_tf.keras_internals import TensorSeed
+from glow_tf.layers.invertible_conv import constant_decompositions_within
 from glow_tf.runs.files import TEMP_MARK
 
 def export_saved_model(model, directory, verbose=False):
@@ -102,7 +102,8 @@ def _write(model, path, verbose):
         # dict inputs refuse.
         archive.track(model)
     functions = _Functions(model)
-    with _constant_decompositions(model):
+    # The 1x1 convolutions' W^-1 and log|det W| as constants while the export is traced.
+    with constant_decompositions_within(model.flow):
         # The first endpoint is also serving_default.
         endpoints = {
             name: archive.add_endpoint(name, *functions.endpoint(name))
@@ -110,16 +111,6 @@ def _write(model, path, verbose):
         }
         archive.add_endpoint("sample", functions.sample(endpoints["decode"]))
         archive.write_out(path, verbose=verbose)
-
-
-@contextlib.contextmanager
-def _constant_decompositions(model):
-    """The 1x1 convolutions' W^-1 and log|det W| as constants while the export is traced."""
-    with contextlib.ExitStack() as stack:
-        for layer in model._flatten_layers():
-            if isinstance(layer, Invertible1x1Conv):
-                stack.enter_context(layer.constant_decompositions())
-        yield
 
 
 class _Functions:
@@ -159,9 +150,9 @@ class _Functions:
         }[name]
         if self.conditional:
             inputs = [*inputs, "labels"]
-        return self._named(getattr(self, f"_{name}"), inputs)
+        return self.named(getattr(self, f"_{name}"), inputs)
 
-    def _named(self, compute, inputs):
+    def named(self, compute, inputs):
         """compute(*tensors), with parameters (the signature's input names) `inputs`."""
 
         def function(*tensors):
@@ -172,7 +163,7 @@ class _Functions:
         return function, [self.specs[name] for name in inputs]
 
     def _bits_per_dim(self, images, seed, labels=None):
-        noise_seed = _InputSeed(seed, self.seed_dtype)
+        noise_seed = TensorSeed(seed, self.seed_dtype)
         return {"bits_per_dim": self.model.bits_per_dim(images, labels, seed=noise_seed)}
 
     def _log_prob(self, x, labels=None):
@@ -188,12 +179,10 @@ class _Functions:
         return {"x": self.model.decode(list(latents), labels)}
 
     def _draw_latents(self, batch, temperature, seed):
-        """The latents of Glow.sample: N(0, temperature^2) per level; N = len(batch)."""
-        generator = _InputSeed(seed, self.seed_dtype)
-        return {
-            name: temperature * keras.random.normal((ops.shape(batch)[0], *shape), seed=generator)
-            for name, shape in zip(self.latent_names, self.model.latent_shapes)
-        }
+        """The latents of Glow.sample (glow_tf.sampling); N = len(batch)."""
+        latents = sampling.draw_latents(self.model.latent_shapes, ops.shape(batch)[0],
+                                        temperature, TensorSeed(seed, self.seed_dtype))
+        return dict(zip(self.latent_names, latents))
 
     def _to_images(self, x):
         x = ops.clip(x, -0.5, 0.5)
@@ -248,24 +237,3 @@ def _convert(function, input_signature):
         ]
         function = jax2tf.convert(function, polymorphic_shapes=shapes)
     return tf.function(function, input_signature=input_signature, autograph=False)
-
-
-class _InputSeed(keras.random.SeedGenerator):
-    """A signature's seed input, drawn from as `keras.random.SeedGenerator(seed)` is.
-
-    Draw i uses the seed pair (seed, i), as a generator made from the int
-    does (its first pair is also what `seed=int` uses), so the export's noise
-    is the model's for the same seed. It keeps no state variable: a served
-    signature must give the same answer to the same request.
-    """
-
-    def __init__(self, seed, dtype):
-        # Not SeedGenerator.__init__: that makes the state variable.
-        self.seed = ops.cast(seed, dtype)
-        self.dtype = dtype
-        self.draws = 0
-
-    def next(self, ordered=True):
-        pair = ops.stack([self.seed, ops.cast(self.draws, self.dtype)])
-        self.draws += 1
-        return pair

@@ -20,87 +20,85 @@ strategy, or with Adam's `amsgrad`, they update the way Keras does.
 import keras
 import tensorflow as tf
 
+from glow_tf.keras_internals import FusedUpdate
 
-class _FusedUpdate:
+
+class _FusedKernels(FusedUpdate):
     """The fused TensorFlow update; the optimizer class after it supplies the rest."""
 
-    def _fused(self):
+    def fused(self):
         return keras.backend.backend() == "tensorflow" and not tf.distribute.has_strategy()
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._fused():
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        shared = self._shared_scalars(tf.cast(learning_rate, "float32"))
+    def fused_step(self, grads, trainable_variables, learning_rate):
+        shared = self.shared_scalars(tf.cast(learning_rate, "float32"))
         for gradient, variable in zip(grads, trainable_variables):
-            index = self._get_variable_index(variable)
             dtype = variable.dtype
             if isinstance(gradient, tf.IndexedSlices):  # a gather's (the class prior's)
                 gradient = tf.convert_to_tensor(gradient)
-            self._apply_fused(
-                _handle(variable), index, tf.cast(gradient, dtype),
+            self.apply_fused(
+                variable, tf.cast(gradient, dtype),
                 {name: tf.cast(value, dtype) for name, value in shared.items()},
             )
 
-    def _apply_weight_decay(self, variables):
-        if self.weight_decay is None or not self._fused():
-            return super()._apply_weight_decay(variables)
+    def fused_weight_decay(self, variables):
         # Keras: w <- w - w * weight_decay * lr, for every decayed weight.
         rate = tf.cast(self.learning_rate, "float32") * self.weight_decay
         for variable in variables:
-            if self._use_weight_decay(variable):
+            if self.decays(variable):
                 tf.raw_ops.ResourceApplyGradientDescent(
                     var=_handle(variable), alpha=tf.cast(rate, variable.dtype),
                     delta=tf.convert_to_tensor(variable.value),
                 )
 
-    def _step_power(self, beta):
+    def step_power(self, beta):
         return tf.pow(tf.constant(beta, "float32"), tf.cast(self.iterations + 1, "float32"))
-
-    def _constant(self, value):
-        return tf.constant(value, "float32")
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
-class Adam(_FusedUpdate, keras.optimizers.Adam):
+class Adam(_FusedKernels, keras.optimizers.Adam):
     """`keras.optimizers.Adam`, with one fused TensorFlow kernel per weight (see the module)."""
 
-    def _fused(self):
-        return not self.amsgrad and super()._fused()
+    def fused(self):
+        return not self.amsgrad and super().fused()
 
-    def _shared_scalars(self, lr):
+    def shared_scalars(self, lr):
         return {
-            "lr": lr, "beta1_power": self._step_power(self.beta_1),
-            "beta2_power": self._step_power(self.beta_2),
-            "beta1": self._constant(self.beta_1), "beta2": self._constant(self.beta_2),
-            "epsilon": self._constant(self.epsilon),
+            "lr": lr, "beta1_power": self.step_power(self.beta_1),
+            "beta2_power": self.step_power(self.beta_2),
+            "beta1": _constant(self.beta_1), "beta2": _constant(self.beta_2),
+            "epsilon": _constant(self.epsilon),
         }
 
-    def _apply_fused(self, handle, index, gradient, shared):
+    def apply_fused(self, variable, gradient, shared):
         tf.raw_ops.ResourceApplyAdam(
-            var=handle, m=_handle(self._momentums[index]),
-            v=_handle(self._velocities[index]), grad=gradient, **shared,
+            var=_handle(variable), m=_handle(self.slot("momentums", variable)),
+            v=_handle(self.slot("velocities", variable)), grad=gradient, **shared,
         )
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
-class Adamax(_FusedUpdate, keras.optimizers.Adamax):
+class Adamax(_FusedKernels, keras.optimizers.Adamax):
     """`keras.optimizers.Adamax`, with one fused TensorFlow kernel per weight (see the module)."""
 
-    def _shared_scalars(self, lr):
+    def shared_scalars(self, lr):
         return {
-            "lr": lr, "beta1_power": self._step_power(self.beta_1),
-            "beta1": self._constant(self.beta_1), "beta2": self._constant(self.beta_2),
-            "epsilon": self._constant(self.epsilon),
+            "lr": lr, "beta1_power": self.step_power(self.beta_1),
+            "beta1": _constant(self.beta_1), "beta2": _constant(self.beta_2),
+            "epsilon": _constant(self.epsilon),
         }
 
-    def _apply_fused(self, handle, index, gradient, shared):
+    def apply_fused(self, variable, gradient, shared):
         tf.raw_ops.ResourceApplyAdaMax(
-            var=handle, m=_handle(self._m[index]), v=_handle(self._u[index]),
-            grad=gradient, **shared,
+            var=_handle(variable), m=_handle(self.slot("m", variable)),
+            v=_handle(self.slot("u", variable)), grad=gradient, **shared,
         )
 
 
 OPTIMIZERS = {"adam": Adam, "adamax": Adamax}
+
+
+def _constant(value):
+    return tf.constant(value, "float32")
 
 
 def _handle(variable):

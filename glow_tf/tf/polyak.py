@@ -14,6 +14,8 @@ into the model, and the checkpoint writes `averaged_values` as the newest
 and best weights.
 """
 
+from glow_tf import keras_internals
+
 
 def ema_momentum(polyak_epochs, steps_per_epoch):
     """The momentum of an average over `polyak_epochs` epochs: 1 - 1/(epochs * steps)."""
@@ -29,13 +31,7 @@ def averaging(optimizer):
 def pairs(model):
     """(weight, its average) for each weight the model's optimizer averages; [] without."""
     optimizer = averaging(getattr(model, "optimizer", None))
-    if optimizer is None:
-        return []
-    # Keras keeps the averages in the order of the weights it was built on
-    # (the same private lists keras.callbacks.SwapEMAWeights reads).
-    return [(weight, average) for weight, average in zip(
-        optimizer._trainable_variables, optimizer._model_variables_moving_average)
-        if average is not None]
+    return [] if optimizer is None else keras_internals.averaged_weights(optimizer)
 
 
 def averaged_values(model, values, optimizer_values):

@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from glow_tf import quantization
+from glow_tf import quantization, sampling
 from glow_tf.analysis import images as images_lib
-from glow_tf.tf.callbacks import weights_are_finite
+from glow_tf.config import SAMPLE_TEMPERATURE
 
 
 class GlowSummaries(keras.callbacks.Callback):
@@ -39,18 +39,21 @@ class GlowSummaries(keras.callbacks.Callback):
     Args:
         log_dir: folder of this TensorBoard run.
         test_pass: the run's `TestPass`, which runs before this callback.
+        weights: the run's `glow_tf.tf.callbacks.HostWeights`.
         n_samples: samples in the grid.
-        temperature: the sampling temperature (the paper shows 0.7).
+        temperature: the sampling temperature.
         n_reconstructions: images in the reconstruction grid, from the
             first test batch.
-        seed: fixes the sampling latents.
+        seed: fixes the sampling latents: those of `model.sample(n_samples,
+            temperature, seed=seed)`.
     """
 
-    def __init__(self, log_dir, test_pass, n_samples=16, temperature=0.7,
-                 n_reconstructions=8, seed=0):
+    def __init__(self, log_dir, test_pass, weights, n_samples=16,
+                 temperature=SAMPLE_TEMPERATURE, n_reconstructions=8, seed=0):
         super().__init__()
         self.log_dir = log_dir
         self.test_pass = test_pass
+        self.weights = weights
         self.n_samples = n_samples
         self.temperature = temperature
         self.n_reconstructions = n_reconstructions
@@ -59,11 +62,9 @@ class GlowSummaries(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(self.log_dir)
-        rng = np.random.default_rng(self.seed)
-        # The paper's reduced-temperature sampling, as Glow.sample does it.
         self._eps = [
-            (self.temperature * rng.standard_normal((self.n_samples, *shape))).astype("float32")
-            for shape in self.model.latent_shapes
+            ops.convert_to_numpy(eps) for eps in sampling.draw_latents(
+                self.model.latent_shapes, self.n_samples, self.temperature, self.seed)
         ]
         num_classes = self.model.config.num_classes
         self._sample_labels = (
@@ -73,7 +74,7 @@ class GlowSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # A diverged model has nothing to show, and decoding with a NaN 1x1
         # convolution fails (its inverse does not exist).
-        if not weights_are_finite(self.model) or self.test_pass.first_batch is None:
+        if not self.weights.finite(self.model) or self.test_pass.first_batch is None:
             return
         n_bits = self.model.config.n_bits
         x, zs, labels = self.test_pass.first_batch

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf.tf.callbacks import weights_are_finite
+from glow_tf.sampling import pad_rows
 
 
 class TestPass(keras.callbacks.Callback):
@@ -33,6 +33,7 @@ class TestPass(keras.callbacks.Callback):
         test: a tf.data dataset of uint8 image batches, or of
             {"images", "labels"} batches.
         batch_size: the size of its batches (all but the last).
+        weights: the run's `glow_tf.tf.callbacks.HostWeights`.
         seed: seed of the dequantisation noise.
 
     Attributes (of the latest pass):
@@ -43,10 +44,11 @@ class TestPass(keras.callbacks.Callback):
             test batch, x the dequantised images the latents encode.
     """
 
-    def __init__(self, test, batch_size, seed=0):
+    def __init__(self, test, batch_size, weights, seed=0):
         super().__init__()
         self.test = test
         self.batch_size = batch_size
+        self.weights = weights
         self.seed = seed
         self.bits_per_dim = self.step = self.moments = self.first_batch = None
 
@@ -59,8 +61,8 @@ class TestPass(keras.callbacks.Callback):
                 else (batch, None)
             n = len(images)
             x, zs, bpd = model.encode_images(
-                _pad(images, self.batch_size),
-                None if labels is None else _pad(labels, self.batch_size), seed=generator,
+                pad_rows(images, self.batch_size),
+                None if labels is None else pad_rows(labels, self.batch_size), seed=generator,
             )
             zs = [ops.convert_to_numpy(z)[:n].astype(np.float64) for z in zs]
             scores.append(ops.convert_to_numpy(bpd)[:n])
@@ -85,12 +87,5 @@ class TestPass(keras.callbacks.Callback):
         if logs is None:
             return
         # A diverged model has nothing to score; StopOnDivergence stops it.
-        logs["val_loss"] = self.run(self.model) if weights_are_finite(self.model) else math.nan
+        logs["val_loss"] = self.run(self.model) if self.weights.finite(self.model) else math.nan
 
-
-def _pad(array, size):
-    """`array` with its last row repeated up to `size` rows."""
-    missing = size - len(array)
-    if missing <= 0:
-        return array
-    return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])

@@ -77,7 +77,7 @@ class GlowBijector(tfb.Bijector):
 
     # Fused value-and-log-det passes, stored in TFP's cache (as TFP's FFJORD does).
     _cache = cache_util.BijectorCacheWithGreedyAttrs(
-        forward_name="_augmented_forward", inverse_name="_augmented_inverse"
+        forward_name="augmented_forward", inverse_name="augmented_inverse"
     )
 
     def __init__(self, model, validate_args=False, name="glow"):
@@ -119,17 +119,17 @@ class GlowBijector(tfb.Bijector):
 
     # ---- the two passes: value and log-det together ----
 
-    def _augmented_forward(self, eps):
-        eps = self._checked(eps, (self._num_dims,), _BASE)
+    def augmented_forward(self, eps):
+        eps = self.checked(eps, (self._num_dims,), _BASE)
         batch_shape = tf.shape(eps)[:-1]
         flat = tf.reshape(eps, [-1, self._num_dims])
-        x, logdet = self._model.decode_with_logdet(self._split_levels(flat))
+        x, logdet = self._model.decode_with_logdet(self.split_levels(flat))
         x = tf.reshape(x, tf.concat([batch_shape, self._image_shape], axis=0))
         fldj = tf.reshape(logdet, batch_shape)
         return x, {"fldj": fldj, "ildj": -fldj}
 
-    def _augmented_inverse(self, x):
-        x = self._checked(x, self._image_shape, _IMAGE)
+    def augmented_inverse(self, x):
+        x = self.checked(x, self._image_shape, _IMAGE)
         batch_shape = tf.shape(x)[:-3]
         zs, logdet = self._model.encode(tf.reshape(x, [-1, *self._image_shape]))
         flat = tf.concat([tf.reshape(z, [tf.shape(z)[0], -1]) for z in zs], axis=1)
@@ -138,10 +138,10 @@ class GlowBijector(tfb.Bijector):
         return eps, {"ildj": ildj, "fldj": -ildj}
 
     def _forward(self, eps):
-        return self._augmented_forward(eps)[0]
+        return self.augmented_forward(eps)[0]
 
     def _inverse(self, x):
-        return self._augmented_inverse(x)[0]
+        return self.augmented_inverse(x)[0]
 
     # TFP asks for these only when its cache holds no log-det for the tensor;
     # running the pass through the cache stores the value and both log-dets.
@@ -157,13 +157,13 @@ class GlowBijector(tfb.Bijector):
 
     # TFP passes the event shape with any extra event dimensions in front.
     def _forward_event_shape(self, input_shape):
-        self._check_event_shape(input_shape, (self._num_dims,), _BASE)
+        self.check_event_shape(input_shape, (self._num_dims,), _BASE)
         if input_shape.rank is None:
             return tf.TensorShape(None)
         return input_shape[:-1].concatenate(self._image_shape)
 
     def _inverse_event_shape(self, output_shape):
-        self._check_event_shape(output_shape, self._image_shape, _IMAGE)
+        self.check_event_shape(output_shape, self._image_shape, _IMAGE)
         if output_shape.rank is None:
             return tf.TensorShape(None)
         return output_shape[:-3].concatenate([self._num_dims])
@@ -176,7 +176,7 @@ class GlowBijector(tfb.Bijector):
 
     # ---- helpers ----
 
-    def _split_levels(self, flat):
+    def split_levels(self, flat):
         """(N, D) -> one (N, *latent_shape) tensor per level."""
         sizes = [math.prod(s) for s in self._latent_shapes]
         return [
@@ -184,14 +184,14 @@ class GlowBijector(tfb.Bijector):
             for part, shape in zip(tf.split(flat, sizes, axis=1), self._latent_shapes)
         ]
 
-    def _checked(self, t, expected, what):
+    def checked(self, t, expected, what):
         """t, after the static event-shape check (and, with validate_args, a finiteness check)."""
-        self._check_event_shape(t.shape, expected, what)
+        self.check_event_shape(t.shape, expected, what)
         if self.validate_args:
             t = tf.debugging.assert_all_finite(t, f"{self.name}: non-finite {what}")
         return t
 
-    def _check_event_shape(self, shape, expected, what):
+    def check_event_shape(self, shape, expected, what):
         shape = tf.TensorShape(shape)
         if shape.rank is None:
             return

@@ -26,6 +26,7 @@ from glow_tf.runs.files import save_weights
 from glow_tf.tf import distribute, faults, optimizers, polyak
 from glow_tf.tf import pipelines
 from glow_tf.tf.callbacks import (
+    HostWeights,
     ReportFirstStep,
     RunCheckpoint,
     StopOnDivergence,
@@ -35,8 +36,6 @@ from glow_tf.tf.callbacks import (
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
-
-SAMPLE_TEMPERATURE = 0.7
 
 
 class TrainingDiverged(RuntimeError):
@@ -267,26 +266,25 @@ def _train(model_config, data_config, training_config, run, config, distribution
     steps_per_epoch = progress.steps_per_epoch
     init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
 
-    divergence = StopOnDivergence()
-    test_pass = TestPass(test, training_config.batch_size, seed=training_config.seed)
+    weights = HostWeights()  # the host copy of the weights that the callbacks share
+    divergence = StopOnDivergence(weights)
+    test_pass = TestPass(test, training_config.batch_size, weights, seed=training_config.seed)
     checkpoint = RunCheckpoint(
-        run, training_config.epochs, training_config.backup_every, steps_per_epoch,
+        run, training_config.epochs, training_config.backup_every, steps_per_epoch, weights,
         resume=resuming,
         share_state=distribution.share_chief_state if distribution.multi_worker else None,
     )
     # In this order: each epoch's test pass puts val_loss in the logs that
     # the summaries, TensorBoard and the checkpoint read; the test pass and
     # the summaries see the Polyak averages, if any.
-    use_averages, use_raw_weights = UseAverages.pair()
+    use_averages, use_raw_weights = UseAverages.pair(weights)
     all_callbacks = [
+        weights,
         ReportFirstStep(),
         divergence,
         use_averages,
         test_pass,
-        GlowSummaries(
-            f"{run.log_dir}/glow", test_pass, temperature=SAMPLE_TEMPERATURE,
-            seed=training_config.seed,
-        ),
+        GlowSummaries(f"{run.log_dir}/glow", test_pass, weights, seed=training_config.seed),
         use_raw_weights,
         # No graph: it would serialise the training step's tens of
         # thousands of nodes into the event file.

@@ -23,11 +23,10 @@ from glow_tf.runs import state  # noqa: E402
 from tests.commands import run_cli  # noqa: E402
 from tests.events import read_events  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
+from tests.tiny import STEPS_PER_EPOCH, TINY_DIGITS, as_flags  # noqa: E402
 
 # 8x8 digits, K=1, L=2, width 8: 22 steps of 64 images per epoch.
-TINY = ["--k_glow", "1", "--l_glow", "2", "--hidden_channels", "8", "--n_init", "64",
-        "--warmup", "0.5", "--backup_every", "5"]
-STEPS_PER_EPOCH = 22
+TINY = as_flags({**TINY_DIGITS, "backup_every": 5})
 
 from_the_tensorflow_run = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",

@@ -1,8 +1,7 @@
-"""sample.py's pictures, evaluate.py's numbers, legacy weights and conditional Glow in the CLIs."""
+"""sample.py's pictures, evaluate.py's numbers, weights files and conditional Glow in the CLIs."""
 
 import json
 
-import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,11 +70,11 @@ def test_default_run_is_the_newest_and_default_out_is_in_samples(tiny_run, tmp_p
         (older / name).write_bytes((tiny_run[0] / name).read_bytes())
     (tmp_path / "checkpoints" / "no-weights").mkdir()
     (tmp_path / "checkpoints" / "no-weights" / "config.json").write_text("{}")
-    newer = tmp_path / "checkpoints" / "digits-pretrained"
+    newer = tmp_path / "checkpoints" / "newer"
     newer.mkdir()
     for name in ("config.json", "newest.weights.h5"):
         (newer / name).write_bytes((tiny_run[0] / name).read_bytes())
-    assert newest_run("checkpoints") == "checkpoints/digits-pretrained"
+    assert newest_run("checkpoints") == "checkpoints/newer"
     import os
     os.utime(older / "newest.weights.h5")  # written last now
     assert newest_run("checkpoints") == "checkpoints/older"
@@ -185,29 +184,35 @@ def test_bad_manipulation_options_are_named(tiny_run, tmp_path, capsys, args, me
 # ---- weights files ----
 
 
-def test_a_legacy_weights_h5_loads(tmp_path):
-    from keras.src.legacy.saving import legacy_h5_format
+def test_weights_of_the_list_layout_are_refused_until_converted(tmp_path, capsys):
+    from glow_tf.cli import convert as convert_cli
+    from glow_tf.runs import WeightsError, convert
 
     config = GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bits=4, seed=0)
     trained = Glow(config)
     randomize_weights(trained)
-    # The layout of Keras 2's model.save_weights("weights.h5"): a group per layer.
-    with h5py.File(tmp_path / "weights.h5", "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, trained)
-        assert "layer_names" in f.attrs
-    fresh = load_model(weights=str(tmp_path / "weights.h5"), model_config=config).model
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict()}))
+    path = run / "newest.weights.h5"
+    convert._ListLayout(trained).save_weights(str(path))  # as glow_tf 0.2 wrote it
+    assert convert.is_list_layout(path)
+    with pytest.raises(WeightsError, match=r"layout of glow_tf 0\.2.*python -m glow_tf\.cli\.convert"):
+        load_model(str(run))
+    convert_cli.main(["convert.py", str(run)])
+    assert capsys.readouterr().out.split() == [str(path)]
     x = quantization.dequantize(np.full((2, 8, 8, 1), 128, np.uint8), 4, seed=0)
-    np.testing.assert_array_equal(to_numpy(fresh.log_prob(x)), to_numpy(trained.log_prob(x)))
+    loaded = load_model(str(run)).model
+    np.testing.assert_array_equal(to_numpy(loaded.log_prob(x)), to_numpy(trained.log_prob(x)))
+    convert_cli.main(["convert.py", str(path)])  # the current layout: left as it is
+    assert capsys.readouterr().out == ""
 
 
-def test_sample_py_reads_a_legacy_file_with_the_architecture_from_flags(tmp_path, monkeypatch, capsys):
-    from keras.src.legacy.saving import legacy_h5_format
-
+def test_sample_py_reads_a_lone_weights_file_with_the_architecture_from_flags(tmp_path, capsys):
     model = Glow(GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bits=4, seed=0))
-    with h5py.File(tmp_path / "weights.h5", "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    model.save_weights(str(tmp_path / "lone.weights.h5"))
     out = tmp_path / "t.png"
-    run_cli(sample, "--weights", str(tmp_path / "weights.h5"), "--k_glow", "2",
+    run_cli(sample, "--weights", str(tmp_path / "lone.weights.h5"), "--k_glow", "2",
             "--l_glow", "2", "--hidden_channels", "8", "--mode", "temperatures", "--n", "2",
             "--out", str(out))
     assert read_png(out).shape == grid_size(len(sampling.TEMPERATURES), 2)

@@ -1,4 +1,5 @@
-"""The shipped digits weights (checkpoints/digits-pretrained): they load and score as published."""
+"""The shipped digits weights (glow_tf/pretrained/digits-pretrained): they load by name and
+score as published."""
 
 import numpy as np
 import pytest
@@ -7,16 +8,17 @@ pytest.importorskip("tensorflow")
 
 import common_definitions as defs  # noqa: E402
 from glow_tf import DataConfig  # noqa: E402
-from glow_tf.runs import load_model  # noqa: E402
+from glow_tf.runs import load_model, shipped_runs  # noqa: E402
 from glow_tf.tf import pipelines  # noqa: E402
-from tests.processes import ROOT  # noqa: E402
 
 # Mean bits/dim of the 360 digits test images under dequantisation noise of seed 0.
 SHIPPED_TEST_BITS_PER_DIM = 2.11698
 
 
-def test_the_shipped_weights_score_the_pinned_bits_per_dim():
-    loaded = load_model(ROOT / defs.PRETRAINED_RUN_DIR)
+def test_the_shipped_weights_score_the_pinned_bits_per_dim(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # found by name from any folder
+    assert defs.PRETRAINED_RUN in shipped_runs()
+    loaded = load_model(defs.PRETRAINED_RUN)
     data = DataConfig(**loaded.config["data"])
     images = pipelines.take_images(pipelines.load_split(data, "test"), 360)
     assert images.shape == (360, 8, 8, 1)

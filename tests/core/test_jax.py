@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # test_scale.py: mixed precision, remat (jax.checkpoint) and compiled steps on
 # JAX are what runs on the GPU machine.
 CORE_TESTS = ["tests/core/test_layers.py", "tests/core/test_model.py", "tests/core/test_scale.py",
-              "tests/core/test_manipulation.py"]
+              "tests/core/test_manipulation.py", "tests/core/test_keras_internals.py"]
 
 
 @pytest.mark.skipif(

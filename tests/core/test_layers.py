@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 from keras import ops
 
+from glow_tf import GlowConfig
+from glow_tf.flow import GlowFlow
 from glow_tf.layers import (
     ActNorm,
+    Chain,
     Coupling,
+    FlowStep,
+    FlowSteps,
     Invertible1x1Conv,
     LearnedPrior,
     Permute,
@@ -15,6 +20,7 @@ from glow_tf.layers import (
 )
 from glow_tf.layers.networks import CouplingNetwork, conv_same
 from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
+from tests.tiny import TINY_MODEL
 
 
 def batch(shape=(2, 4, 4, 4), seed=0):
@@ -36,10 +42,63 @@ def batch(shape=(2, 4, 4, 4), seed=0):
         pytest.param(lambda: Squeeze(), id="squeeze"),
         pytest.param(lambda: SplitPrior(), id="split-prior"),
         pytest.param(lambda: LearnedPrior(), id="learned-prior"),
+        pytest.param(lambda: FlowStep(8, permutation_seed=1, coupling_seed=2), id="flow-step"),
+        pytest.param(lambda: FlowStep(8, "additive", "shuffle", permutation_seed=2),
+                     id="flow-step-additive-shuffle"),
+        pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)]),
+                     id="flow-steps"),
+        pytest.param(lambda: Chain([Squeeze(), FlowSteps([FlowStep(8)]), SplitPrior()]),
+                     id="level"),
     ],
 )
 def test_bijector_protocol(make_layer):
     check_bijector(make_layer(), batch())
+
+
+# The whole multi-scale flow: 4x4x2 images, two levels (a split, then the top prior).
+FLOW = GlowConfig(**TINY_MODEL)
+
+
+def test_the_multi_scale_flow_is_one_bijector():
+    flow = GlowFlow(FLOW)
+    # A smaller perturbation than the layers': composed, larger ones make the
+    # map too ill-conditioned for float32.
+    flow.build(batch((2, *FLOW.image_shape)).shape)
+    randomize_weights(flow, stddev=0.02)
+    latents, _ = check_bijector(flow, batch((2, *FLOW.image_shape)), randomize=False)
+    assert [z.shape[1:] for z in latents] == list(flow.latent_shapes) == [(2, 2, 4), (1, 1, 16)]
+
+
+def test_the_class_conditional_flow_takes_labels_through_the_protocol():
+    flow = GlowFlow(GlowConfig(**{**FLOW.to_dict(), "num_classes": 3}))
+    x = batch((3, *FLOW.image_shape))
+    flow.build(x.shape)
+    randomize_weights(flow, stddev=0.02)
+    check_bijector(flow, x, randomize=False, labels=[0, 2, 1])
+    with pytest.raises(ValueError, match="class-conditional \\(num_classes=3\\): pass labels"):
+        flow(x)
+
+
+def test_a_flow_step_is_a_function_of_its_weights():
+    """What a loop over a level's stacked weights relies on: stateless_call runs the
+    step's math on any values of its weights."""
+    step = FlowStep(8)
+    x = batch()
+    step.build(x.shape)
+    randomize_weights(step)
+    other = FlowStep(8)
+    other.build(x.shape)
+    randomize_weights(other, seed=5)
+    (y, logdet), _ = step.stateless_call(
+        [v.value for v in other.trainable_variables],
+        [v.value for v in other.non_trainable_variables], x)
+    expected_y, expected_logdet = other(x)
+    np.testing.assert_allclose(to_numpy(y), to_numpy(expected_y), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(logdet), to_numpy(expected_logdet), rtol=1e-6)
+    (x_again, _), _ = step.stateless_call(
+        [v.value for v in other.trainable_variables],
+        [v.value for v in other.non_trainable_variables], y, inverse=True)
+    np.testing.assert_allclose(to_numpy(x_again), x, atol=1e-4)
 
 
 @pytest.mark.parametrize("factor", [1.0, 3.0])
@@ -169,8 +228,9 @@ def test_split_prior_scores_factored_half_under_its_gaussian():
     check_bijector(layer, x)  # randomises the prior network
     h = to_numpy(layer.prior(x[..., :2]))
     mean, log_scale = h[..., :2], h[..., 2:]
-    y, logdet = layer(x)
-    eps = to_numpy(layer.split(y)[1])
+    (kept, eps), logdet = layer(x)
+    np.testing.assert_array_equal(to_numpy(kept), x[..., :2])
+    eps = to_numpy(eps)
     np.testing.assert_allclose(eps, (x[..., 2:] - mean) / np.exp(log_scale), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(to_numpy(logdet), -log_scale.sum(axis=(1, 2, 3)), rtol=1e-5)
     assert to_numpy(ops.convert_to_tensor(logdet)).dtype == np.float32

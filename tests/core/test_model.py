@@ -11,9 +11,11 @@ from keras import ops
 from glow_tf import Glow, GlowConfig
 from glow_tf import quantization
 from glow_tf.layers import ActNorm
+from glow_tf.layers.actnorm import actnorms_within
 from tests.bijector_checks import log_abs_det_jacobian, randomize_weights, to_numpy
+from tests.tiny import TINY_MODEL
 
-TINY = GlowConfig(image_shape=(4, 4, 2), k_glow=2, l_glow=2, hidden_channels=8, n_bits=5, seed=0)
+TINY = GlowConfig(**TINY_MODEL)
 
 
 def uint8_images(n, shape=TINY.image_shape, seed=0):
@@ -136,9 +138,11 @@ def test_initialize_standardises_the_first_actnorm():
     images = uint8_images(256)
     model.initialize(images)
     assert model.initialized
-    squeezed, _ = model.flow[0](quantization.dequantize(images, TINY.n_bits, seed=3))
-    assert isinstance(model.flow[1], ActNorm)
-    y = to_numpy(model.flow[1](squeezed)[0])
+    squeeze, steps = model.flow.levels[0].bijectors[:2]
+    first_actnorm = steps.bijectors[0].bijectors[0]
+    assert isinstance(first_actnorm, ActNorm)
+    squeezed, _ = squeeze(quantization.dequantize(images, TINY.n_bits, seed=3))
+    y = to_numpy(first_actnorm(squeezed)[0])
     np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=0.05)
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=0.05)
 
@@ -365,16 +369,16 @@ def test_value_checks_are_skipped_inside_a_traced_function(model):
 def test_compiled_encode_and_decode_compute_what_the_layers_do(model):
     x = x_batch(5)
     zs, logdet = model.encode(x)  # compiled
-    direct_zs, direct_logdet, _ = model._encode(ops.convert_to_tensor(x), None)  # op by op
+    direct_zs, direct_logdet = model.flow(ops.convert_to_tensor(x))  # op by op
     for z, direct in zip(zs, direct_zs):
         np.testing.assert_allclose(to_numpy(z), to_numpy(direct), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(to_numpy(logdet), to_numpy(direct_logdet), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(
-        to_numpy(model.decode(zs)), to_numpy(model._decode(direct_zs, None)[0]), atol=1e-5
+        to_numpy(model.decode(zs)), to_numpy(model.flow(direct_zs, inverse=True)[0]), atol=1e-5
     )
     # The compiled functions read the weights as they are now, not as traced.
     before = to_numpy(model.encode(x)[1])
-    actnorm = next(l for l in model._flatten_layers() if isinstance(l, ActNorm))
+    actnorm = actnorms_within(model.flow)[0]
     actnorm.log_scale.assign(actnorm.log_scale + 0.5)
     assert not np.allclose(to_numpy(model.encode(x)[1]), before)
 

@@ -13,6 +13,8 @@ from keras import ops
 
 from glow_tf import Glow, precision
 from glow_tf.layers import Bijector
+from glow_tf.layers.base import layers_within
+from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
 from glow_tf.tf import distribute
 from tests.bijector_checks import randomize_weights, to_numpy
@@ -98,13 +100,15 @@ def test_mixed_precision_keeps_log_dets_in_float32(mode):
 
     # Every bijector's log-det, and each latent, comes out float32.
     h = ops.convert_to_tensor(dequantised(uint8_images(4, seed=3)))
-    for layer in model.flow:
+    for layer in [*unchained(model.flow.levels), model.flow.prior]:
         out, logdet = layer(h)
         assert isinstance(layer, Bijector)
         assert keras.backend.standardize_dtype(logdet.dtype) == "float32", layer.name
-        assert keras.backend.standardize_dtype(out.dtype) == "float32", layer.name
-        h = layer.split(out)[0] if hasattr(layer, "split") else out
-    network = next(l for l in model._flatten_layers() if isinstance(l, CouplingNetwork))
+        parts = out if isinstance(out, tuple) else (out,)
+        for part in parts:
+            assert keras.backend.standardize_dtype(part.dtype) == "float32", layer.name
+        h = parts[0]  # a split's kept half goes on
+    network = next(l for l in layers_within(model.flow) if isinstance(l, CouplingNetwork))
     assert keras.backend.standardize_dtype(network(ops.ones((1, 2, 2, 4))).dtype) == mode
 
     # The same density as float32, to the reduced type's precision.

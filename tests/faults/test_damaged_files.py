@@ -63,17 +63,6 @@ def test_main_py_with_a_truncated_best_state(run, capsys):
         "before).\n"), error
 
 
-def test_main_py_with_a_truncated_legacy_backup(run, capsys):
-    (run / "backup" / "state.npz").unlink()
-    legacy = run / "backup" / "latest.weights.h5"
-    legacy.write_bytes((run / "newest.weights.h5").read_bytes())
-    truncate(legacy)
-    status, error, _ = run_tool(train, capsys, *TINY_ARGS, "--epochs=2", f"--run_dir={run}")
-    assert status == 1 and error.count("\n") == 1, error
-    assert error.startswith(f"main.py: error: {legacy} cannot be read ("), error
-    assert error.endswith("move it away, and the same command starts the run over.\n"), error
-
-
 def test_main_py_with_an_empty_metrics_file(run, capsys):
     (run / "metrics.json").write_text("")
     before = snapshot(run)

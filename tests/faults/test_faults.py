@@ -31,10 +31,9 @@ from glow_tf.tf import pipelines as data  # noqa: E402
 from glow_tf.tf import training  # noqa: E402
 from tests.bijector_checks import to_numpy  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
+from tests.tiny import STEPS_PER_EPOCH, TINY_DIGITS  # noqa: E402
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch.
-TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
-        "n_init": 64, "warmup": 0.5}
-STEPS_PER_EPOCH = 22
+TINY = {**TINY_DIGITS, "epochs": 2, "backup_every": 5}
 
 
 def snapshot(folder):

@@ -16,10 +16,10 @@ from common_definitions import PRESETS  # noqa: E402
 from glow_tf.runs import RunDir, RunDirError  # noqa: E402
 from glow_tf.runs.folder import RunDirBusyError  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
+from tests.tiny import TINY_DIGITS, as_flags  # noqa: E402
 from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
 
-TINY = ["--k_glow", "1", "--l_glow", "2", "--hidden_channels", "8", "--epochs", "2",
-        "--n_init", "64", "--warmup", "0.5"]
+TINY = as_flags({**TINY_DIGITS, "epochs": 2})
 LONG_EPOCHS = 40
 HOLD_LOCK = (
     "import sys, time\n"
@@ -95,7 +95,7 @@ def test_a_folder_with_weights_but_no_config_is_refused(tmp_path, capsys, monkey
     run_dir = tmp_path / "run"
     (run_dir / "backup").mkdir(parents=True)
     (run_dir / "newest.weights.h5").write_bytes(b"weights of some run")
-    (run_dir / "backup" / "latest.weights.h5").write_bytes(b"its backup")
+    (run_dir / "backup" / "state.npz").write_bytes(b"its backup")
     before = snapshot(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -103,26 +103,22 @@ def test_a_folder_with_weights_but_no_config_is_refused(tmp_path, capsys, monkey
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and (
-        f"{run_dir} holds newest.weights.h5, backup/latest.weights.h5 but no config.json"
+        f"{run_dir} holds newest.weights.h5, backup/state.npz but no config.json"
     ) in error, error
     assert snapshot(tmp_path) == before
     with pytest.raises(RunDirError, match="Put that run's config.json back to resume it"):
         RunDir(run_dir).check({})
 
 
-def test_a_config_written_before_a_setting_existed_means_its_old_behaviour():
+def test_the_polyak_horizon_counts_only_between_averaging_runs():
     from glow_tf.runs.folder import config_differences
 
     now = {"data": {"dataset": "digits", "augment": False},
            "model": {"k_glow": 32, "log_scale_factor": 1.0},
            "training": {"lr": 4e-3, "polyak": True, "polyak_epochs": 3.0}}
-    old = {"data": {"dataset": "digits"}, "model": {"k_glow": 32}, "training": {"lr": 2e-3}}
-    # Absent augment and log_scale_factor meant today's defaults; absent polyak meant off.
-    assert config_differences(old, now) == [
-        "training.polyak: False in the run folder (written before the setting existed), True now"
-    ]
-    without_averaging = {**now, "training": {"lr": 4e-3, "polyak": False, "polyak_epochs": 3.0}}
-    assert config_differences(old, without_averaging) == []
+    without_averaging = {**now, "training": {"lr": 4e-3, "polyak": False, "polyak_epochs": 1.0}}
+    assert config_differences(without_averaging, {**without_averaging, "training": {
+        "lr": 4e-3, "polyak": False, "polyak_epochs": 3.0}}) == []
     # Between two averaging runs, the horizon counts.
     averaged = {**now, "training": {"lr": 4e-3, "polyak": True, "polyak_epochs": 1.0}}
     assert config_differences(averaged, now) == [

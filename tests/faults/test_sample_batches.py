@@ -8,8 +8,9 @@ import pytest
 from glow_tf import Glow, GlowConfig
 from glow_tf.model import SAMPLE_BATCH_SIZE
 from tests.bijector_checks import to_numpy
+from tests.tiny import TINY_DIGITS_MODEL
 
-TINY = dict(image_shape=(8, 8, 1), k_glow=1, l_glow=2, hidden_channels=8, n_bits=4, seed=0)
+TINY = TINY_DIGITS_MODEL
 
 
 def tiny_model(**changes):

@@ -93,9 +93,11 @@ def test_bad_sampling_options(runs, tmp_path, monkeypatch, capsys):
         expect_failure(sample, run + args, message, monkeypatch, capsys, tmp_path, runs)
 
 
-def test_no_run_to_sample_from(tmp_path, monkeypatch, capsys):
+def test_a_run_that_is_neither_a_folder_nor_shipped(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    expect_failure(sample, [], "No trained run under checkpoints/", monkeypatch, capsys, tmp_path)
+    expect_failure(sample, ["--run_dir", "no-such-run"],
+                   "run_dir='no-such-run': no such folder, nor a run shipped with glow_tf; the "
+                   "shipped runs are digits-pretrained", monkeypatch, capsys, tmp_path)
 
 
 def test_bad_evaluation_options(runs, tmp_path, monkeypatch, capsys):

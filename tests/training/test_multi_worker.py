@@ -23,7 +23,8 @@ tf = pytest.importorskip("tensorflow")
 
 from tests.events import read_events  # noqa: E402
 from tests.processes import ROOT  # noqa: E402
-from tests.two_replicas import STEPS_PER_EPOCH, flags  # noqa: E402
+from tests.tiny import STEPS_PER_EPOCH  # noqa: E402
+from tests.two_replicas import flags  # noqa: E402
 
 # Four epochs, so that a round killed right after a backup of the second
 # epoch has two more to go (a JAX step of this model takes milliseconds).

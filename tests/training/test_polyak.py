@@ -13,14 +13,14 @@ from glow_tf.cli.settings import configs_for  # noqa: E402
 from glow_tf.runs import load_model, state  # noqa: E402
 from glow_tf.tf import pipelines, polyak, training  # noqa: E402
 from glow_tf.tf import test_pass  # noqa: E402
+from glow_tf.tf.callbacks import HostWeights  # noqa: E402
 from tests.bijector_checks import to_numpy  # noqa: E402
+from tests.tiny import STEPS_PER_EPOCH, TINY_DIGITS  # noqa: E402
 
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch. An
 # average over a quarter epoch (momentum 1 - 1/5.5) stays well apart from
 # the raw weights, so that mixing the two up shows.
-TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
-        "n_init": 64, "warmup": 0.5, "polyak": True, "polyak_epochs": 0.25}
-STEPS_PER_EPOCH = 22
+TINY = {**TINY_DIGITS, "epochs": 2, "backup_every": 5, "polyak": True, "polyak_epochs": 0.25}
 MOMENTUM = 1 - 1 / (0.25 * STEPS_PER_EPOCH)
 
 
@@ -70,7 +70,7 @@ def scored(model, configs):
     _, data_config, training_config = configs
     _, test = pipelines.make_datasets(data_config, training_config.batch_size,
                                       seed=training_config.seed)
-    return test_pass.TestPass(test, training_config.batch_size,
+    return test_pass.TestPass(test, training_config.batch_size, HostWeights(),
                               seed=training_config.seed).run(model)
 
 

@@ -19,12 +19,12 @@ from glow_tf.tf import callbacks, training  # noqa: E402
 from glow_tf.tf.schedules import LinearWarmup  # noqa: E402
 from tests.bijector_checks import randomize_weights, to_numpy  # noqa: E402
 from tests.events import read_events  # noqa: E402
+from tests.tiny import TINY_DIGITS  # noqa: E402
 
 # A tiny model on the real digits: 1437 // 64 = 22 steps per epoch. These
 # runs keep the raw weights: an average over an epoch would still hold much
 # of the untrained weights after two (test_polyak.py trains with averages).
-TINY = {"k_glow": 1, "l_glow": 2, "hidden_channels": 8, "epochs": 2, "backup_every": 5,
-        "n_init": 64, "warmup": 0.5, "polyak": False}
+TINY = {**TINY_DIGITS, "epochs": 2, "backup_every": 5, "polyak": False}
 
 
 def tiny_configs(**changes):
