@@ -230,6 +230,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
             "The chief (worker 0) stopped before training; its output says why."
         )
     if start == _FINISHED:
+        progress.finished = True
         if not writer:
             print("The chief's run is finished; nothing to do.")
             return None, {}
@@ -261,6 +262,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
     # the summaries see the Polyak averages, if any.
     use_averages, use_raw_weights = UseAverages.pair()
     all_callbacks = [
+        faults.StopOnInterrupt(),
         divergence,
         use_averages,
         test_pass,
@@ -296,6 +298,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
         test_pass.run(model)
     metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
     run.write_metrics(metrics)
+    progress.finished = True
     if writer:
         print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
     else:
