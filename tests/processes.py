@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Bounds a hang, not a run: no event here should take more than a fraction of it.
 HANG = 600
 # Seconds between two looks for an event: short beside any phase of a run.
-POLL = 0.002
+POLL = 0.005
 
 
 def run_module(module, args=(), env=None, timeout=HANG):
