@@ -6,9 +6,9 @@ collection callback, a `__del__`, a weakref callback. Python reports an
 exception raised there as "Exception ignored in ..." and goes on, so the
 Ctrl-C is lost. It happens: JAX registers a collection callback
 (`_xla_gc_callback`), TensorFlow imports JAX where it is installed, and a
-training process spends a good part of its time in the collector; a Ctrl-C
-that arrives then is raised inside JAX's callback and dropped, and training
-goes on (docs/faults.md#why-a-ctrl-c-was-lost).
+training process spends some of its time in the collector; a Ctrl-C that
+arrives then is raised inside JAX's callback and dropped, and training goes
+on (docs/faults.md, "Why a Ctrl-C was lost").
 
 `install()`, which the command-line tools call first, makes every SIGINT:
 
@@ -24,8 +24,9 @@ goes on (docs/faults.md#why-a-ctrl-c-was-lost).
 `check()` raises KeyboardInterrupt if one was recorded: the library calls
 it where it can stop cleanly (before a file is put in place, at a
 training step's end), for an interruption that code caught and dropped
-without reporting it. Without `install()` nothing is recorded, and
-`check()` never raises.
+without reporting it; `caused(error)` says whether an error comes of a
+Ctrl-C. Without `install()` nothing is recorded, and `check()` never
+raises. `finish()` ends the handling in a program whose work is done.
 """
 
 import _thread
