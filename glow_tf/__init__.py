@@ -7,8 +7,9 @@ The package is laid out in rooms:
   splits and classes), `phases` (the long phases of a run, told as they
   start), `model` (Glow), `layers` (one bijector
   per file, and the coupling networks), `quantization`, `checks`,
-  `precision`. Keras, NumPy and SciPy only: it imports without TensorFlow,
-  so `KERAS_BACKEND=jax` works where TensorFlow is not installed.
+  `precision`, `interrupts` (Ctrl-C that is never lost). Keras, NumPy and
+  SciPy only: it imports without TensorFlow, so `KERAS_BACKEND=jax` works
+  where TensorFlow is not installed.
 - `glow_tf.runs`: run folders, safe writes, loading a trained model.
 - `glow_tf.analysis`: pictures and scores of a trained model.
 - `glow_tf.tf`: what needs TensorFlow: the tf.data pipelines, training

@@ -5,11 +5,19 @@ Each tool is a module here with `define_flags`, `main(argv, flag_values)`
 and `run()`, the console script's entry point. `settings` makes the flags
 from the configs; `model_flags` finds the trained model that sample.py,
 evaluate.py and export.py work on. The library itself has no absl and no default paths.
+
+Every tool ends a user's error with one line and exit status 1 (`fail`),
+and Ctrl-C with one line saying what was kept and exit status 130
+(`interrupted`), whenever it comes: `run_main` hands SIGINT to
+glow_tf.interrupts before anything else, and each `main` calls
+`interrupts.finish()` once its work is done.
 """
 
 import logging
 import os
 import sys
+
+from glow_tf import interrupts
 
 
 def program(argv):
@@ -18,16 +26,68 @@ def program(argv):
 
 
 def fail(program, error):
-    """The user's error, on one line of stderr, and exit status 1: no traceback."""
+    """The user's error, on one line of stderr, and exit status 1: no traceback.
+
+    After a Ctrl-C, the error is the interruption's doing: a KeyboardInterrupt
+    instead, which the tool reports as one.
+    """
+    if interrupts.received():
+        raise KeyboardInterrupt from error
+    interrupts.ignore()
     print(f"{program}: error: {error}", file=sys.stderr)
     sys.exit(1)
 
 
 def interrupted(program, interruption):
     """Ctrl-C: one line on stderr saying what was kept, and exit status 130 (128 + SIGINT)."""
+    interrupts.ignore()
     end_progress_line()
     print(f"{program}: {interruption}", file=sys.stderr)
     sys.exit(130)
+
+
+def stop(program, error, errors, interruption):
+    """Ends a tool on what `except BaseException` caught.
+
+    A Ctrl-C, or any error that followed one (glow_tf.interrupts.caused):
+    the line `interruption`, exit status 130. One of the user's `errors`:
+    its line, exit status 1. Anything else is a bug, raised with its traceback.
+    """
+    if interrupts.caused(error):
+        interrupted(program, interruption)
+    if not isinstance(error, errors):
+        raise error
+    fail(program, error)
+
+
+def written(outputs, done):
+    """The line of a tool interrupted before (or after) writing `done` of its `outputs`.
+
+    Each output is written whole or not at all (glow_tf.runs.files).
+    """
+    paths, verb = (done, "written") if done else (outputs, "not written")
+    if not paths:
+        return "interrupted; nothing was written."
+    return (f"interrupted; {' and '.join(map(str, paths))} "
+            f"{'was' if len(paths) == 1 else 'were'} {verb}.")
+
+
+def run_main(define_flags, main):
+    """A tool's console script: its flags, then absl's `app.run(main)`; Ctrl-C ends it in one line.
+
+    A Ctrl-C before `main` runs (absl reading the flags) finds nothing
+    written; `main` says what one within it kept.
+    """
+    from absl import app
+
+    interrupts.install()
+    try:
+        define_flags()
+        app.run(main, flags_parser=parse_flags)
+    except BaseException as error:
+        if not interrupts.caused(error):
+            raise
+        interrupted(program(sys.argv), "interrupted before it began; nothing was written.")
 
 
 def end_progress_line():

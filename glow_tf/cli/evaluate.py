@@ -17,7 +17,7 @@ import os
 from absl import app, flags
 
 import common_definitions as defs
-from glow_tf import cli
+from glow_tf import cli, interrupts
 from glow_tf.cli import model_flags
 
 FLAGS = flags.FLAGS
@@ -141,6 +141,7 @@ def main(argv, flag_values=FLAGS):
     from glow_tf.runs.files import write_json
 
     cli.show_phases()
+    written = []  # the files of the OOD report, each written whole or not at all
     try:
         check_options(flag_values)
         model_flags.prepare_runtime(flag_values)  # before Keras starts
@@ -171,6 +172,7 @@ def main(argv, flag_values=FLAGS):
             which, value = reported
             print(f"main.py reported {value:.4f} for these weights (the {which} of {run_dir}).")
         if ood_config is None:
+            interrupts.finish()
             return
         in_bpd, ood_bpd, area = ood_report(
             model, data_config, ood_config, flag_values.ood_transform, flag_values.batch_size,
@@ -186,17 +188,21 @@ def main(argv, flag_values=FLAGS):
         )
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         write_png(out, picture)
+        written.append(out)
         summary = {"in": scores.mean_and_standard_error(in_bpd),
                    "ood": scores.mean_and_standard_error(ood_bpd)}
-        write_json(os.path.splitext(out)[0] + ".json", {
+        numbers = os.path.splitext(out)[0] + ".json"
+        write_json(numbers, {
             "in_dataset": data_config.dataset, "ood_dataset": ood, "auroc": area,
             "in_bits_per_dim": {"mean": summary["in"][0], "standard_error": summary["in"][1],
                                 "n": int(in_bpd.size)},
             "ood_bits_per_dim": {"mean": summary["ood"][0], "standard_error": summary["ood"][1],
                                  "n": int(ood_bpd.size)},
         })
-    except (ValueError, DatasetError, OSError) as error:
-        cli.fail(program, error)
+        written.append(numbers)
+        interrupts.finish()
+    except BaseException as error:
+        cli.stop(program, error, (ValueError, DatasetError, OSError), cli.written([], written))
     print(f"OOD ({ood}): {summary['ood'][0]:.4f} +- {summary['ood'][1]:.4f} bits/dim; "
           f"AUROC of bits/dim as OOD score: {area:.4f} (1: separates, 0.5: chance, "
           "< 0.5: the model prefers the OOD images)")
@@ -205,5 +211,4 @@ def main(argv, flag_values=FLAGS):
 
 def run():
     """The glow-evaluate console script."""
-    define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_main(define_flags, main)

@@ -13,7 +13,7 @@ beside it and renamed into place when complete.
 
 from absl import app, flags, logging
 
-from glow_tf import cli
+from glow_tf import cli, interrupts
 from glow_tf.cli import model_flags
 
 FLAGS = flags.FLAGS
@@ -33,22 +33,25 @@ def main(argv, flag_values=FLAGS):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # Not TensorFlow's (and JAX's) INFO lines about devices and how it stores each function.
     logging.set_verbosity(logging.WARNING)
+    written = []
     try:
-        model_flags.prepare_runtime(flag_values)  # before Keras starts
-        from glow_tf.tf.export import check_export_dir, export_saved_model
+        try:
+            model_flags.prepare_runtime(flag_values)  # before Keras starts
+            from glow_tf.tf.export import check_export_dir, export_saved_model
 
-        check_export_dir(flag_values.out, "--out")
-        model = model_flags.load_model(flag_values).model
-    except (ValueError, OSError) as error:
-        cli.fail(program, error)
-    try:
-        path = export_saved_model(model, flag_values.out)
-    except OSError as error:  # --out's folder cannot be written
-        cli.fail(program, error)
-    print(path)
+            check_export_dir(flag_values.out, "--out")
+            model = model_flags.load_model(flag_values).model
+        except (ValueError, OSError) as error:
+            cli.fail(program, error)
+        written.append(export_saved_model(model, flag_values.out))
+        interrupts.finish()
+    except BaseException as error:
+        # OSError: --out's folder cannot be written. The export is renamed into
+        # place whole, or its temp folder removed.
+        cli.stop(program, error, OSError, cli.written([flag_values.out], written))
+    print(written[0])
 
 
 def run():
     """The glow-export console script."""
-    define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_main(define_flags, main)

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 import common_definitions as defs
-from glow_tf import cli
+from glow_tf import cli, interrupts
 from glow_tf.cli import model_flags
 
 FLAGS = flags.FLAGS
@@ -239,6 +239,7 @@ def main(argv, flag_values=FLAGS):
     from glow_tf.datasets import DatasetError
 
     cli.show_phases()
+    out, written = output_path(flag_values), []
     try:
         check_options(flag_values)
         model_flags.prepare_runtime(flag_values)  # before Keras starts
@@ -251,15 +252,16 @@ def main(argv, flag_values=FLAGS):
         else:
             image = picture(trained.model, trained.data, flag_values.mode, n, flag_values.temp,
                             flag_values.seed, flag_values.label)
-        out = output_path(flag_values)
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         write_png(out, image)
-    except (ValueError, DatasetError, OSError) as error:
-        cli.fail(program, error)
+        written.append(out)
+        interrupts.finish()
+    except BaseException as error:
+        cli.stop(program, error, (ValueError, DatasetError, OSError),
+                 cli.written([out], written))
     print(out)
 
 
 def run():
     """The glow-sample console script."""
-    define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_main(define_flags, main)

@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags
 
-from glow_tf import cli
+from glow_tf import cli, interrupts
 from glow_tf.cli import runtime
 from glow_tf.cli import settings as settings_lib
 
@@ -31,13 +31,15 @@ def main(argv, flag_values=FLAGS):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         _main(program, flag_values)
-    except KeyboardInterrupt as interruption:
+    except BaseException as error:
+        if not interrupts.caused(error):
+            raise
         # Training's own says what the run folder kept; before it, nothing was written.
         # (Not imported here: the interruption may have come in TensorFlow's import.)
         faults = sys.modules.get("glow_tf.tf.faults")
-        if faults is None or not isinstance(interruption, faults.TrainingInterrupted):
-            interruption = "interrupted before training began; nothing was written."
-        cli.interrupted(program, interruption)
+        if faults is None or not isinstance(error, faults.TrainingInterrupted):
+            error = "interrupted before training began; nothing was written."
+        cli.interrupted(program, error)
 
 
 def _main(program, flag_values):
@@ -51,21 +53,25 @@ def _main(program, flag_values):
     runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
     from glow_tf.datasets import DatasetError
-    from glow_tf.runs import RunDirError, WeightsError
+    from glow_tf.runs import RunDir, RunDirError, WeightsError
     from glow_tf.runs.files import WriteError
     from glow_tf.runs.state import StateError
     from glow_tf.tf import faults, training
     from glow_tf.tf.distribute import DistributionError
 
+    run_dir = settings_lib.run_dir_of(settings)
     try:
-        training.train_and_evaluate(*configs, settings_lib.run_dir_of(settings))
+        training.train_and_evaluate(*configs, run_dir)
     except (DatasetError, DistributionError, RunDirError, WeightsError, StateError, WriteError,
             faults.TrainingWriteError, training.TrainingDiverged) as error:
         cli.end_progress_line()  # the error may come in the middle of an epoch
         cli.fail(program, error)
+    try:
+        interrupts.finish()  # from here on, a Ctrl-C changes nothing
+    except KeyboardInterrupt:
+        raise faults.interruption(RunDir(run_dir), finished=True) from None
 
 
 def run():
     """The glow-train console script."""
-    define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run_main(define_flags, main)

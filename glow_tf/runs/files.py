@@ -2,14 +2,19 @@
 
 Every file is written to a temporary name in the same folder and then moved
 over the old one with `os.replace`, which is atomic: a crash leaves either
-the old file or the new one, never half of one.
+the old file or the new one, never half of one. A Ctrl-C during a write
+leaves the old one.
 """
 
 import errno
+import glob
 import io
 import json
 import os
 import tempfile
+import uuid
+
+from glow_tf import interrupts
 
 # In the name of every temp file, which also starts with ".".
 TEMP_MARK = ".tmp"
@@ -63,13 +68,12 @@ def atomic_write(path, write):
     """
     folder, name = os.path.split(os.path.abspath(path))
     suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    # A prefix of this write's own, so that its temp file is found and removed
+    # even if a Ctrl-C comes between mkstemp making it and returning its name.
+    prefix = f".{name}.{uuid.uuid4().hex[:8]}."
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=f"{TEMP_MARK}{suffix}",
-                                        dir=folder)
-    except OSError as error:
-        raise WriteError(path, error) from None
-    os.close(handle)
-    try:
+        handle, temp = tempfile.mkstemp(prefix=prefix, suffix=f"{TEMP_MARK}{suffix}", dir=folder)
+        os.close(handle)
         write(temp)
         # On disk before the rename, so that a power cut cannot leave the new
         # name on an empty file (a killed process needs no fsync: the kernel
@@ -78,10 +82,13 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         # mkstemp makes the file private; give it the permissions of a new file.
         os.chmod(temp, 0o666 & ~_umask())
+        # After a Ctrl-C nothing new is put in place, even if some code dropped
+        # its KeyboardInterrupt during the write (glow_tf.interrupts).
+        interrupts.check()
         os.replace(temp, path)
     except BaseException as error:
-        if os.path.exists(temp):
-            os.remove(temp)
+        for leftover in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*")):
+            os.remove(leftover)
         if isinstance(error, OSError) and not isinstance(error, WriteError) and error.errno:
             raise WriteError(path, error) from None
         raise

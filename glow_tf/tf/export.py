@@ -38,7 +38,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from glow_tf import quantization, sampling
+from glow_tf import interrupts, quantization, sampling
 from glow_tf.keras_internals import TensorSeed
 from glow_tf.layers.invertible_conv import constant_decompositions_within
 from glow_tf.runs.files import TEMP_MARK
@@ -61,11 +61,12 @@ def export_saved_model(model, directory, verbose=False):
     directory = os.path.abspath(directory)
     parent, name = os.path.split(directory)
     created = _first_missing(parent)
-    os.makedirs(parent, exist_ok=True)
     temp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}{TEMP_MARK}")
-    os.mkdir(temp)
-    try:
+    try:  # from the first folder made, so that a Ctrl-C anywhere leaves none behind
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(temp)
         _write(model, temp, verbose)
+        interrupts.check()  # after a Ctrl-C, nothing new is put in place
         os.replace(temp, directory)
     except BaseException:
         shutil.rmtree(created or temp, ignore_errors=True)

@@ -7,6 +7,10 @@ whose message names the cause (the file, for a write), the backup that the
 run folder keeps, and that the same command resumes from it. Every write
 is atomic (glow_tf.runs.files), so the files are those of before the
 failed write.
+
+A Ctrl-C is whatever glow_tf.interrupts recorded, whether its
+KeyboardInterrupt arrived or some code dropped it: `StopOnInterrupt`
+raises it again between steps, and `reported` when training ends.
 """
 
 import contextlib
@@ -14,8 +18,10 @@ import errno
 import os
 import re
 
+import keras
 import tensorflow as tf
 
+from glow_tf import interrupts
 from glow_tf.runs import files, state
 
 
@@ -38,6 +44,31 @@ class Progress:
     """What `reported` needs to know of the run, filled in as it is known."""
 
     steps_per_epoch = None
+    finished = False  # metrics.json says the run is finished: nothing is left to do
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Raises a recorded Ctrl-C at every step's and epoch's boundary in `fit`.
+
+    For a KeyboardInterrupt that code inside `fit` caught and dropped
+    (glow_tf.interrupts raises one that a finalizer dropped at once).
+    Backend-agnostic; it reads nothing of the model.
+    """
+
+    def on_train_begin(self, logs=None):
+        interrupts.check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        interrupts.check()
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.check()
+
+    def on_train_end(self, logs=None):
+        interrupts.check()
 
 
 @contextlib.contextmanager
@@ -50,14 +81,14 @@ def reported(run):
     progress = Progress()
     try:
         yield progress
-    except KeyboardInterrupt as error:
+        interrupts.check()  # one that some code dropped after the last check
+    except BaseException as error:
         if isinstance(error, TrainingInterrupted):
             raise
-        raise TrainingInterrupted(
-            f"interrupted. {kept(run, progress.steps_per_epoch)}; the same command "
-            f"{_goes_on(run)}."
-        ) from None
-    except (OSError, tf.errors.OpError) as error:
+        if interrupts.caused(error):
+            raise interruption(run, progress.steps_per_epoch, progress.finished) from None
+        if not isinstance(error, (OSError, tf.errors.OpError)):
+            raise
         error = as_write_error(error, run)
         if error is None:
             raise
@@ -66,6 +97,15 @@ def reported(run):
             error, f"{error} {kept(run, progress.steps_per_epoch)}: {action}, then the same "
                    f"command {_goes_on(run)}."
         ) from None
+
+
+def interruption(run, steps_per_epoch=None, finished=False):
+    """The TrainingInterrupted that says what the run folder kept, and how to go on."""
+    if finished:
+        return TrainingInterrupted(
+            f"interrupted as training ended; {run.path} holds the finished run.")
+    return TrainingInterrupted(
+        f"interrupted. {kept(run, steps_per_epoch)}; the same command {_goes_on(run)}.")
 
 
 def kept(run, steps_per_epoch=None):

@@ -10,12 +10,18 @@ data, a tf.data pipeline.
 """
 
 import math
+import os
 
 import keras
 import numpy as np
 from keras import ops
 
 from glow_tf.sampling import pad_rows
+
+# A test hook: a file to which every pass appends "test pass <step>" as it
+# begins, so that a test can interrupt a run there (tests/faults/test_interrupt.py);
+# a pass leaves no other trace until its end.
+PHASE_LOG = "GLOW_TF_TEST_PHASE_LOG"
 
 
 class TestPass(keras.callbacks.Callback):
@@ -54,6 +60,11 @@ class TestPass(keras.callbacks.Callback):
 
     def run(self, model):
         """Scores the test split with `model`'s current weights; returns the mean bits/dim."""
+        optimizer = getattr(model, "optimizer", None)  # none on a model that was never compiled
+        step = int(ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else None
+        if os.environ.get(PHASE_LOG):
+            with open(os.environ[PHASE_LOG], "a") as log:
+                log.write(f"test pass {step}\n")
         generator = keras.random.SeedGenerator(self.seed)
         scores, moments, first = [], None, None
         for batch in self.test.as_numpy_iterator():
@@ -76,9 +87,7 @@ class TestPass(keras.callbacks.Callback):
         if not scores:
             raise ValueError("The test split is empty; expected at least one image.")
         self.bits_per_dim = float(np.concatenate(scores).astype(np.float64).mean())
-        optimizer = getattr(model, "optimizer", None)  # none on a model that was never compiled
-        self.step = int(ops.convert_to_numpy(optimizer.iterations)) \
-            if optimizer is not None else None
+        self.step = step
         self.moments = [tuple(level) for level in moments]
         self.first_batch = first
         return self.bits_per_dim

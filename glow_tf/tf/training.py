@@ -247,6 +247,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
             "The chief (worker 0) stopped before training; its output says why."
         )
     if start == _FINISHED:
+        progress.finished = True
         if not writer:
             print("The chief's run is finished; nothing to do.")
             return None, {}
@@ -281,6 +282,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
     all_callbacks = [
         weights,
         ReportFirstStep(),
+        faults.StopOnInterrupt(),
         divergence,
         use_averages,
         test_pass,
@@ -313,6 +315,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
         test_pass.run(model)
     metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
     run.write_metrics(metrics)
+    progress.finished = True
     if writer:
         print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
     else:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
@@ -22,7 +21,7 @@ from glow_tf.cli import train  # noqa: E402
 from glow_tf.runs import state  # noqa: E402
 from tests.commands import run_cli  # noqa: E402
 from tests.events import read_events  # noqa: E402
-from tests.processes import ROOT  # noqa: E402
+from tests.processes import HANG, ROOT, wait_for  # noqa: E402
 from tests.tiny import STEPS_PER_EPOCH, TINY_DIGITS, as_flags  # noqa: E402
 
 # 8x8 digits, K=1, L=2, width 8: 22 steps of 64 images per epoch.
@@ -43,7 +42,7 @@ def environment():
 def tool(script, *args):
     """Runs `python script args` in the repository root; its stdout, or a failed assert."""
     result = subprocess.run([sys.executable, script, *args], cwd=ROOT, env=environment(),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout
 
@@ -77,17 +76,15 @@ def test_a_jax_run_killed_and_resumed_samples_and_evaluates_on_tensorflow(tmp_pa
     run_dir = tmp_path / "run"
     command = [sys.executable, "main.py", "--backend", "jax", *TINY, "--epochs", "2",
                "--run_dir", str(run_dir)]
-    backup = run_dir / "backup" / "state.npz"
-    process = subprocess.Popen(command, cwd=ROOT, env=environment(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not backup.exists():
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no backup within 300 s"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
+    backup, log = run_dir / "backup" / "state.npz", tmp_path / "killed.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, env=environment(),
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for(backup.exists, "a first backup", process, log)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before the kill"
     assert 0 < state.read(backup)[0]["step"] < 2 * STEPS_PER_EPOCH
 
@@ -117,7 +114,7 @@ def test_the_tools_import_keras_only_once_their_flags_are_read():
               "import glow_tf.cli.train, glow_tf.cli.sample, glow_tf.cli.evaluate\n"
               "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment(),
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]"
 
@@ -157,7 +154,7 @@ def test_a_jax_run_traces_each_function_once(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", TRACE_COUNTS, str(tmp_path / "run")], cwd=ROOT,
         env={**environment(), "KERAS_BACKEND": "jax"}, capture_output=True, text=True,
-        timeout=600,
+        timeout=HANG,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = json.loads(result.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.processes import ROOT, run_module
+from tests.processes import HANG, ROOT, run_module
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,7 +38,7 @@ def test_bench_runs_on_jax_without_tensorflow():
     )
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax"},
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=HANG,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
@@ -76,7 +76,7 @@ def check_table(stdout, backend, rows):
 def test_bench_rejects_bad_flags():
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.train_step", "--precision=fp8"], cwd=ROOT,
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=HANG,
     )
     assert result.returncode == 2
     assert "--precision='fp8': expected one of float32, bfloat16, float16" in result.stderr

@@ -8,7 +8,7 @@ import sys
 import keras
 import pytest
 
-from tests.processes import ROOT
+from tests.processes import HANG, ROOT
 
 README = ROOT / "README.md"
 PAGES = sorted((ROOT / "docs").glob("*.md"))
@@ -120,7 +120,7 @@ def test_the_readme_quickstart_runs_as_written():
     section = README.read_text().split("## Quickstart", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     result = subprocess.run(
-        [sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=HANG,
         env={**os.environ, "KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

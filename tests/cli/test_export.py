@@ -22,7 +22,7 @@ from glow_tf.runs import RunDir, load_model  # noqa: E402
 from glow_tf.runs.files import TEMP_MARK, save_weights  # noqa: E402
 from tests.bijector_checks import randomize_weights, to_numpy  # noqa: E402
 from tests.commands import run_cli  # noqa: E402
-from tests.processes import ROOT, run_module  # noqa: E402
+from tests.processes import HANG, ROOT, run_module  # noqa: E402
 from tests.tiny_runs import make_run  # noqa: E402
 
 CHECK = ROOT / "tests" / "cli" / "saved_model_check.py"
@@ -97,7 +97,7 @@ def check_without_glow_tf(export_dir, references, folder):
     result = subprocess.run(
         [sys.executable, "-I", str(CHECK), str(export_dir), str(references)],
         cwd=folder, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=HANG,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert f"checked {export_dir}" in result.stdout, result.stdout

@@ -2,14 +2,13 @@
 
 import ast
 import os
-import pathlib
 import subprocess
 import sys
 
 import keras
 import pytest
 
-from tests.processes import ROOT
+from tests.processes import HANG, ROOT
 
 PACKAGE = ROOT / "glow_tf"
 # The backend-agnostic core, and what else must load where TensorFlow is
@@ -51,7 +50,7 @@ print("bits/dim", np.asarray(model.bits_per_dim(images, seed=0)).mean())
 print("tensorflow loaded:", any(m.startswith("tensorflow") for m in sys.modules))
 """
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=HANG,
         env={**os.environ, "KERAS_BACKEND": "jax"},
     )
     assert result.returncode == 0, result.stderr[-4000:]

@@ -1,7 +1,6 @@
 """The whole Glow on tiny shapes: bijection, exact likelihood, sampling, saving, fit."""
 
 import math
-import re
 
 import keras
 import numpy as np

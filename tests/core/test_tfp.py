@@ -8,7 +8,6 @@ compute both directions.
 
 import math
 import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -28,11 +27,11 @@ import tensorflow_probability as tfp
 from glow_tf import Glow, GlowConfig, quantization
 from glow_tf.tf.tfp import GlowBijector, as_distribution
 from tests.bijector_checks import log_abs_det_jacobian, randomize_weights
+from tests.processes import HANG, ROOT
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Digits-like: three levels, so the flat base event concatenates three latents.
 CONFIG = GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=3, hidden_channels=8, n_bits=4, seed=0)
 IMAGE_SHAPE = CONFIG.image_shape
@@ -365,7 +364,8 @@ def test_other_backends_get_a_clear_error_and_glow_tf_stays_tensorflow_free():
     )
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=HANG,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "needs Keras' TensorFlow backend" in result.stdout
@@ -378,7 +378,7 @@ def test_docs_example_runs_as_written():
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "glow_tf.tf.tfp" in example
     result = subprocess.run(
-        [sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=HANG,
         env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

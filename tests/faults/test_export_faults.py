@@ -12,7 +12,7 @@ from glow_tf import Glow, GlowConfig, cli  # noqa: E402
 from glow_tf.cli import export  # noqa: E402
 from glow_tf.tf import export as export_lib  # noqa: E402
 from tests.commands import flag_values, program_of  # noqa: E402
-from tests.processes import ROOT  # noqa: E402
+from tests.processes import HANG, ROOT  # noqa: E402
 from tests.tiny_runs import make_run  # noqa: E402
 
 # What TensorFlow's C++ side writes to stderr when it loads, whatever the tool does.
@@ -75,7 +75,7 @@ def test_bad_flag_values_get_one_line(run, tmp_path, capsys):
     result = subprocess.run(
         [sys.executable, "export.py", "--run_dir", str(run), "--which", "newset",
          "--out", str(tmp_path / "new")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=HANG,
         env={"PATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 1

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,19 +14,18 @@ pytest.importorskip("tensorflow")
 from common_definitions import PRESETS  # noqa: E402
 from glow_tf.runs import RunDir, RunDirError  # noqa: E402
 from glow_tf.runs.folder import RunDirBusyError  # noqa: E402
-from tests.processes import ROOT  # noqa: E402
+from tests.processes import HANG, ROOT, frozen, wait_for  # noqa: E402
 from tests.tiny import TINY_DIGITS, as_flags  # noqa: E402
 from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
 
 TINY = as_flags({**TINY_DIGITS, "epochs": 2})
-LONG_EPOCHS = 40
 HOLD_LOCK = (
-    "import sys, time\n"
+    "import signal, sys\n"
     "from glow_tf.runs import RunDir\n"
     "run = RunDir(sys.argv[1])\n"
     "run.lock()\n"
     "print('locked', flush=True)\n"
-    "time.sleep(600)\n"
+    "signal.pause()  # until the test kills it\n"
 )
 
 
@@ -49,7 +47,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
             RunDir(tmp_path).lock()
     finally:
         holder.send_signal(signal.SIGKILL)
-        holder.wait(timeout=60)
+        holder.wait(timeout=HANG)
     run = RunDir(tmp_path)
     run.lock()  # the operating system released it with the process
     run.unlock()
@@ -58,23 +56,25 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 @pytest.mark.slow
 def test_a_second_main_py_on_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
     run_dir = tmp_path / "run"
-    # Epochs enough to outlast the second process's start (a tiny epoch takes
-    # a fraction of a second, TensorFlow's import seconds).
-    command = [sys.executable, str(ROOT / "main.py"), *TINY, "--epochs", str(LONG_EPOCHS),
-               "--run_dir", str(run_dir)]
-    first = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, str(ROOT / "main.py"), *TINY, "--run_dir", str(run_dir)]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(),
+                                 stdout=subprocess.DEVNULL, stderr=log)
     try:
-        deadline = time.monotonic() + 300
-        while not (run_dir / "config.json").exists():
-            assert first.poll() is None, first.stderr.read()
-            assert time.monotonic() < deadline, "the first run never wrote its config.json"
-            time.sleep(0.2)
-        second = subprocess.run([*command, "--lr", "0.0005"], cwd=tmp_path, env=subprocess_env(),
-                                capture_output=True, text=True, timeout=300)
-        assert first.poll() is None, "the first run should still be training"
+        # It holds the folder's lock once it wrote config.json. Stopped there,
+        # it is training, however long the second takes to start.
+        wait_for(lambda: (run_dir / "config.json").exists(), "the first run's config.json",
+                 first, tmp_path / "first.log")
+        with frozen(first) as alive:
+            assert alive, "the first run ended before the second started"
+            second = subprocess.run([*command, "--lr", "0.0005"], cwd=tmp_path,
+                                    env=subprocess_env(), capture_output=True, text=True,
+                                    timeout=HANG)
+        first.wait(timeout=HANG)
     finally:
-        error = first.communicate(timeout=600)[1]
+        if first.poll() is None:
+            first.kill()
+    error = (tmp_path / "first.log").read_text()
     assert second.returncode == 1
     # The last line is ours; TensorFlow may log its start-up before it.
     assert "Traceback" not in second.stderr, second.stderr
@@ -83,7 +83,7 @@ def test_a_second_main_py_on_the_same_folder_is_refused_and_the_first_finishes(t
     ), second.stderr
     assert first.returncode == 0, error
     metrics = (run_dir / "metrics.json").read_text()
-    assert '"finished": true' in metrics and f'"epochs_completed": {LONG_EPOCHS}' in metrics
+    assert '"finished": true' in metrics and '"epochs_completed": 2' in metrics
     preset_lr = PRESETS["digits"]["lr"]
     assert json.loads((run_dir / "config.json").read_text())["training"]["lr"] == preset_lr
 

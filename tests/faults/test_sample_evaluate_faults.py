@@ -10,6 +10,7 @@ pytest.importorskip("tensorflow")
 
 from glow_tf.cli import evaluate, sample  # noqa: E402
 from tests.commands import flag_values, program_of  # noqa: E402
+from tests.processes import HANG  # noqa: E402
 from tests.tiny_runs import make_run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -119,7 +120,7 @@ def test_real_command_lines(runs, tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "sample.py"), "--run_dir", str(runs / "narrow"),
          "--n", "4", "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == str(out) and out.is_file()
@@ -128,7 +129,7 @@ def test_real_command_lines(runs, tmp_path):
     failed = subprocess.run(
         [sys.executable, os.path.join(ROOT, "sample.py"), "--run_dir", str(runs / "narrow"),
          "--mode", "zoom"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG,
     )
     assert failed.returncode != 0
     assert "--mode=zoom: value should be one of <samples|temperatures|interpolate|reconstruct|manipulate>" in failed.stderr

@@ -24,7 +24,7 @@ tf = pytest.importorskip("tensorflow")
 from glow_tf.runs import load_model, state  # noqa: E402
 from glow_tf.runs.files import TEMP_MARK  # noqa: E402
 from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
-from tests.processes import ROOT  # noqa: E402
+from tests.processes import HANG, ROOT  # noqa: E402
 from tests.tiny_runs import TRAIN_TINY_ARGS as TINY  # noqa: E402
 
 STEPS_PER_EPOCH = 22
@@ -222,7 +222,7 @@ def limit_file_size():
 def test_tensorflows_error_for_a_full_event_file_is_named(tmp_path):
     done = subprocess.run([sys.executable, "-c", FULL_EVENT_FILE, str(tmp_path)], cwd=ROOT,
                           env=subprocess_env(), preexec_fn=limit_file_size,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG)
     assert done.returncode == 0, done.stderr[-3000:]
     events = [p for p in tmp_path.iterdir() if p.name.startswith("events.out.tfevents.")]
     assert len(events) == 1
