@@ -22,6 +22,8 @@ TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
 THREADS_PER_OP = ("auto", "one", "all")
+# How a level runs its K steps of flow (Glow(loop=...), glow_tf.layers.step.FlowSteps).
+LOOPS = ("auto", "loop", "unrolled")
 # The sampling temperature of the paper's figures (Kingma & Dhariwal 2018,
 # section 5): what the tools and the TensorBoard samples use unless told.
 SAMPLE_TEMPERATURE = 0.7
