@@ -1,27 +1,34 @@
 """The memory a Glow training step needs, by model, batch size and --remat (JAX).
 
     KERAS_BACKEND=jax python -m benchmarks.memory_plan
-    KERAS_BACKEND=jax python -m benchmarks.memory_plan --models 32:3 --batch_sizes 16
+    KERAS_BACKEND=jax python -m benchmarks.memory_plan --models 32:3 --compiled
 
 For each model (IMAGE_SIZE:LEVELS, K=32 and width 512 unless told), batch
-size and remat setting, it compiles the training step, Adam included, with
-`jax.jit` on the machine's JAX device and reads XLA's buffer assignment for
-it (`Compiled.memory_analysis()`): the temporaries the step allocates while
-it runs, which are the activations that the backward pass keeps plus the
-working space of the ops, beside the step's arguments (weights, Adam's two
-slots, the batch). Nothing runs, so the plan covers models that do not fit
-the machine. The step is compiled with its weights and Adam's slots donated,
-as Keras' JAX trainer does, so the updated ones reuse their buffers.
+size and remat setting it measures, without running a step (so the plan
+covers models that do not fit the machine):
+
+- the training state: the weights, their gradients and Adam's two slots,
+  4 bytes each per parameter (and Polyak averaging's copy with --polyak);
+- the activations that the backward pass keeps: every array that reverse-
+  mode autodiff saves for it, traced at the batch size (JAX's
+  saved_residuals, the list behind jax.ad_checkpoint.print_saved_residuals);
+  with --remat, plus what one step of each level keeps, since the backward
+  pass recomputes the steps one at a time;
+- with --compiled, instead, XLA's buffer assignment of the whole compiled
+  training step, Adam included (`Compiled.memory_analysis()`, compiled for
+  the machine's JAX device with the weights and slots donated, as Keras'
+  JAX trainer does): what the step allocates, its arguments and the ops'
+  working space included. Minutes per row on a CPU.
 
 Then it fits, per model and remat setting, peak = state + batch x per_image
-by least squares over the batch sizes (state: weights, gradients and
-optimizer slots, plus what does not grow with the batch) and prints both.
-Compare the planned peak with the process's measured peak resident memory
-(benchmarks/train_step.py) where a step fits the machine: a CPU process
-also holds the runtime's code and caches, about a gigabyte.
+by least squares over the batch sizes, and prints the largest batch that
+fits 16, 40 and 80 GiB. Compare with the process's measured peak resident
+memory (benchmarks/train_step.py) where a step fits the machine: a CPU
+process also holds the runtime's code and caches, about a gigabyte.
 """
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -45,7 +52,31 @@ def parse_args(argv=None):
         "the same")
     add("--precision", default="float32")
     add("--polyak", action="store_true", help="count Polyak averaging's copy of the weights")
+    add("--compiled", action="store_true",
+        help="XLA's buffer assignment of the compiled step, instead of the saved activations")
     return parser.parse_args(argv)
+
+
+def saved_activations(config, batch, remat, loop):
+    """(bytes the backward pass keeps, parameters): traced, not run (JAX)."""
+    import jax
+    from jax._src.ad_checkpoint import saved_residuals  # print_saved_residuals' list
+
+    from glow_tf import Glow
+    from glow_tf.model import log_density
+
+    model = Glow(config, remat=remat, loop=loop)
+    trainable = model.trainable_variables
+
+    def loss(values, x):
+        with keras.StatelessScope(state_mapping=list(zip(trainable, values))):
+            return -ops.mean(log_density(*model.flow(x)))
+
+    x = jax.ShapeDtypeStruct((batch, *config.image_shape), "float32")
+    residuals = saved_residuals(loss, [v.value for v in trainable], x)
+    kept = sum(int(np.prod(a.shape)) * a.dtype.itemsize for a, why in residuals
+               if not why.startswith("from the argument"))
+    return kept, sum(int(np.prod(v.shape)) for v in trainable)
 
 
 def compiled_step(config, batch, remat, loop, polyak):
@@ -110,31 +141,44 @@ def main(argv=None):
         for remat in remats:
             peaks = []
             for batch in batches:
+                start = time.perf_counter()
                 with precision.precision_scope(args.precision):
-                    stats, parameters, seconds = compiled_step(
-                        config, batch, remat, args.loop, args.polyak)
-                # Arguments (weights, slots, batch) live through the step; the
-                # donated ones are reused for its outputs; temporaries come on top.
-                peak = stats.argument_size_in_bytes + stats.temp_size_in_bytes \
-                    + stats.output_size_in_bytes - stats.alias_size_in_bytes
+                    if args.compiled:
+                        stats, parameters, _ = compiled_step(
+                            config, batch, remat, args.loop, args.polyak)
+                        # Arguments (weights, slots, batch) live through the step; the
+                        # donated ones are reused for its outputs; temporaries on top.
+                        state = stats.argument_size_in_bytes
+                        kept = stats.temp_size_in_bytes + stats.output_size_in_bytes \
+                            - stats.alias_size_in_bytes
+                    else:
+                        kept, parameters = saved_activations(config, batch, remat, args.loop)
+                        state = (5 if args.polyak else 4) * 4 * parameters
+                        if remat:
+                            # The backward pass recomputes one step at a time: at most
+                            # what a one-step-per-level Glow keeps comes on top.
+                            one_step = dataclasses.replace(config, k_glow=1)
+                            kept += saved_activations(one_step, batch, False, args.loop)[0]
+                seconds = time.perf_counter() - start
+                peak = state + kept
                 peaks.append(peak)
-                rows.append((size, levels, remat, batch, parameters, stats, peak, seconds))
+                rows.append((size, levels, remat, batch, parameters, state, kept, peak))
                 print(f"... {size}x{size} L={levels} remat={remat} batch {batch}: "
-                      f"{peak / GIB:.2f} GiB (compiled in {seconds:.0f} s)", flush=True)
+                      f"{peak / GIB:.2f} GiB ({seconds:.0f} s)", flush=True)
             fits.append((size, levels, remat, parameters, *fit_line(batches, peaks)))
 
+    what = ("XLA's buffer assignment of the compiled step" if args.compiled
+            else "the activations autodiff saves for the backward pass")
     print(f"K={args.k_glow}, width {args.hidden_channels}, {args.precision}, Adam"
           f"{' with Polyak averaging' if args.polyak else ''}, steps run as "
-          f"{args.loop}; keras {keras.__version__}, backend jax on "
-          f"{keras.backend.backend()} {_device()}")
-    print("| model | parameters | remat | batch | arguments GiB | temporaries GiB "
+          f"{args.loop}; {what}; keras {keras.__version__}, jax {_device()}")
+    print("| model | parameters | remat | batch | state GiB | activations GiB "
           "| planned peak GiB |")
     print("|---|---|---|---|---|---|---|")
-    for size, levels, remat, batch, parameters, stats, peak, _ in rows:
+    for size, levels, remat, batch, parameters, state, kept, peak in rows:
         print(f"| {size}x{size}x3, L={levels} | {parameters / 1e6:.2f}M "
-              f"| {'yes' if remat else 'no'} | {batch} "
-              f"| {stats.argument_size_in_bytes / GIB:.2f} "
-              f"| {stats.temp_size_in_bytes / GIB:.2f} | {peak / GIB:.2f} |")
+              f"| {'yes' if remat else 'no'} | {batch} | {state / GIB:.2f} "
+              f"| {kept / GIB:.2f} | {peak / GIB:.2f} |")
     print()
     print("| model | remat | peak = state + batch x per image: state GiB | per image MiB "
           "| largest batch in 16 / 40 / 80 GiB |")
@@ -150,7 +194,7 @@ def _device():
     import jax
 
     device = jax.devices()[0]
-    return f"({device.device_kind})"
+    return f"{jax.__version__} on {device.platform} ({device.device_kind})"
 
 
 if __name__ == "__main__":

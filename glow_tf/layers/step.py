@@ -5,7 +5,7 @@ from keras import ops
 
 from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector, layers_within
+from glow_tf.layers.base import Bijector, layers_within, on_jax_cpu
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -169,8 +169,17 @@ class FlowSteps(Chain):
 
 
 def loops_by_default():
-    """Whether `loop="auto"` runs a level's steps as one loop on this backend and device."""
-    return True
+    """Whether `loop="auto"` runs a level's steps as one loop on this backend and device.
+
+    TensorFlow: yes, the loop traces K times fewer ops and its steps run as
+    fast. JAX on a CPU: no, XLA's CPU backend compiled and ran the paper's
+    training step several times slower as a loop than unrolled. JAX on an
+    accelerator: yes. (docs/performance.md has the measurements.)
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return True
+    return backend == "jax" and not on_jax_cpu()
 
 
 def _stacked(variables_per_step):
