@@ -253,8 +253,8 @@ class TrainingConfig(_Config):
     )
     remat: bool = setting(
         False,
-        "Recompute the coupling networks in the backward pass instead of storing their "
-        "activations: less memory, more compute.",
+        "Recompute each step of flow in the backward pass instead of storing its "
+        "activations (per-step checkpointing): much less memory, about one more forward pass.",
     )
     strategy: str = setting(
         "none",
