@@ -59,7 +59,7 @@ def test_gpu_table_runs_small_on_jax_with_tensorflow_blocked(tmp_path):
     out = run_module("benchmarks.gpu_table", [
         "--image_size=8", "--k_glow=1", "--l_glow=2", "--hidden_channels=8",
         "--batch_sizes=2,4", "--steps=1", "--warmup=1", "--repeats=1", f"--json={path}"],
-        env=env)
+        env=env, timeout=1800)  # five processes that each start JAX and compile
     lines = [line for line in out.splitlines() if line.startswith("|")]
     assert lines[0].startswith("| batch | precision | remat | images/s |"), out
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
