@@ -40,6 +40,20 @@ PRESETS = {
     },
 }
 
+# The paper's 256x256 CelebA-HQ model (Kingma & Dhariwal 2018, section 5: K=32,
+# L=6, width 512, 5-bit images) for a folder of 256x256 faces, with per-step
+# checkpointing. Its settings, and the batch that fits an accelerator of 16, 40
+# or 80 GiB in float32 with Adam and Polyak averaging: the memory plan
+# (benchmarks/memory_plan.py, docs/performance.md#the-memory-plan) puts a step at
+# 5.2 GiB + 359 MiB per image with --remat (at most 31, 99 and 213 images),
+# against 4.4 GiB + 6.5 GiB per image without it (1, 5 and 11); these leave
+# about a tenth for the ops' working space:
+#   python main.py --dataset folder --data_dir FACES --img_size 256 --n_bits 5 \
+#       --l_glow 6 --remat --batch_size 24    # 88 on 40 GiB, 192 on 80 GiB
+CELEBA256 = {"img_size": 256, "n_bits": 5, "k_glow": 32, "l_glow": 6,
+             "hidden_channels": 512, "remat": True}
+CELEBA256_BATCH_BY_MEMORY_GIB = {16: 24, 40: 88, 80: 192}
+
 # ---- sample.py ----
 
 SAMPLE_MODES = ("samples", "temperatures", "interpolate", "reconstruct", "manipulate")

@@ -42,7 +42,7 @@ import numpy as np
 
 from glow_tf import precision as precision_lib
 from glow_tf.cli import runtime
-from glow_tf.config import COUPLINGS, OPTIMIZERS, PERMUTATIONS, THREADS_PER_OP, GlowConfig
+from glow_tf.config import COUPLINGS, LOOPS, OPTIMIZERS, PERMUTATIONS, THREADS_PER_OP, GlowConfig
 
 # Keras, and the backend behind it, start in main(), after the flags chose
 # TensorFlow's runtime (glow_tf.cli.runtime), which must precede its first op.
@@ -87,7 +87,10 @@ def parse_args(argv=None):
         help="comma-separated precisions, one row each: "
         + ", ".join(precision_lib.PRECISIONS))
     add("--remat", action="store_true",
-        help="recompute the coupling networks in the backward pass (Glow(remat=True))")
+        help="recompute each step of flow in the backward pass (Glow(remat=True))")
+    add("--loop", default="auto", choices=LOOPS,
+        help="how each level runs its K steps (Glow(loop=...)): one loop over their "
+        "stacked weights, unrolled, or auto (the faster on this backend and device)")
     add("--jit", default="auto", choices=tuple(JIT),
         help="compile(jit_compile=...): XLA on TensorFlow; 'auto' is Keras' "
         "default (JAX: on; TensorFlow: on with a GPU, off on CPU)")
@@ -227,7 +230,7 @@ def run_row(args, batch, precision):
                           dtype=np.uint8)
 
     with precision_lib.precision_scope(precision):
-        model = Glow(args.config, remat=args.remat)
+        model = Glow(args.config, remat=args.remat, loop=args.loop)
     model.initialize(images[: min(len(images), 256)])
     optimizer = precision_lib.with_loss_scaling(make_optimizer(args.optimizer, 1e-4), precision)
     model.compile(optimizer, jit_compile=JIT[args.jit], steps_per_execution=spe)
@@ -248,8 +251,13 @@ def run_row(args, batch, precision):
             for _ in range(n):
                 losses.append(model.train_on_batch(one_batch))
 
+    # The first call traces and compiles; it runs steps_per_execution steps.
     start = time.perf_counter()
-    train(warmup)
+    train(spe)
+    block_until_ready(model)
+    first_step_s = time.perf_counter() - start
+    if warmup > spe:
+        train(warmup - spe)
     block_until_ready(model)
     warmup_s = time.perf_counter() - start
 
@@ -278,6 +286,11 @@ def run_row(args, batch, precision):
         decode_warmup_s, sample_ms = _first_and_timed(sample, args.repeats)
 
     median = statistics.median(step_ms)
+    # What the first calls took beyond a call of a compiled function: tracing
+    # and compiling the step, encode and decode.
+    compile_s = (first_step_s - spe * median / 1000.0
+                 + encode_warmup_s - _median_s(encode_ms)
+                 + decode_warmup_s - _median_s(sample_ms))
     return {
         "backend": keras.backend.backend(),
         "device": device_name(),
@@ -285,13 +298,16 @@ def run_row(args, batch, precision):
         "batch": batch,
         "precision": precision,
         "remat": args.remat,
+        "loop": bool(model.flow.levels[0].bijectors[1].looped),
         "jit": bool(model.jit_compile),
         "steps_per_execution": spe,
         "mode": args.mode,
         "optimizer": args.optimizer,
         "steps": steps,
-        "warmup_s": warmup_s + encode_warmup_s + decode_warmup_s,
+        "warmup_s": first_step_s + encode_warmup_s + decode_warmup_s,
         "step_warmup_s": warmup_s,
+        "first_step_s": first_step_s,
+        "compile_s": compile_s,
         "encode_warmup_s": encode_warmup_s,
         "decode_warmup_s": decode_warmup_s,
         "step_ms": step_ms,
@@ -309,6 +325,10 @@ def run_row(args, batch, precision):
         "sample_ms": sample_ms,
         "sample_ms_median": statistics.median(sample_ms) if sample_ms else None,
     }
+
+
+def _median_s(ms):
+    return statistics.median(ms) / 1000.0 if ms else 0.0
 
 
 def _first_and_timed(function, repeats):
@@ -351,10 +371,10 @@ def _gib(n):
 
 
 def format_table(rows):
-    header = ("| backend | device | batch | precision | remat | jit | spe | mode "
+    header = ("| backend | device | batch | precision | remat | loop | jit | spe | mode "
               "| step ms (median; min-max) | images/s | host CPU ms/step "
               "| encode ms/batch | sample ms (n) | peak memory | parameters "
-              "| warm-up s (step + encode + decode) |")
+              "| warm-up s (first step + encode + decode) | of which compiling s |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         spread = f"{min(r['step_ms']):.1f}-{max(r['step_ms']):.1f}"
@@ -364,15 +384,16 @@ def format_table(rows):
         memory = _gib(r["peak_memory_bytes"])
         if r["peak_memory_kind"] == "RSS":
             memory += " RSS (process peak)"
-        warmup = (f"{r['warmup_s']:.1f} ({r['step_warmup_s']:.1f} + {r['encode_warmup_s']:.1f} "
+        warmup = (f"{r['warmup_s']:.1f} ({r['first_step_s']:.1f} + {r['encode_warmup_s']:.1f} "
                   f"+ {r['decode_warmup_s']:.1f})")
         lines.append(
             f"| {r['backend']} | {r['device']} | {r['batch']} | {r['precision']} "
-            f"| {'yes' if r['remat'] else 'no'} | {'yes' if r['jit'] else 'no'} "
+            f"| {'yes' if r['remat'] else 'no'} | {'yes' if r['loop'] else 'no'} "
+            f"| {'yes' if r['jit'] else 'no'} "
             f"| {r['steps_per_execution']} | {r['mode']} "
             f"| {r['step_ms_median']:.1f}; {spread} | {r['images_per_s']:.1f} "
             f"| {r['cpu_ms_median']:.1f} | {encode} | {sample} "
-            f"| {memory} | {r['parameters']:,} | {warmup} |"
+            f"| {memory} | {r['parameters']:,} | {warmup} | {r['compile_s']:.1f} |"
         )
     return "\n".join(lines)
 

@@ -22,6 +22,8 @@ TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 JAX_STRATEGIES = ("data_parallel",)
 STRATEGIES = ("none", *TF_STRATEGIES, *JAX_STRATEGIES)
 THREADS_PER_OP = ("auto", "one", "all")
+# How a level runs its K steps of flow (Glow(loop=...), glow_tf.layers.step.FlowSteps).
+LOOPS = ("auto", "loop", "unrolled")
 # The sampling temperature of the paper's figures (Kingma & Dhariwal 2018,
 # section 5): what the tools and the TensorBoard samples use unless told.
 SAMPLE_TEMPERATURE = 0.7
@@ -251,8 +253,8 @@ class TrainingConfig(_Config):
     )
     remat: bool = setting(
         False,
-        "Recompute the coupling networks in the backward pass instead of storing their "
-        "activations: less memory, more compute.",
+        "Recompute each step of flow in the backward pass instead of storing its "
+        "activations (per-step checkpointing): much less memory, about one more forward pass.",
     )
     strategy: str = setting(
         "none",

@@ -28,7 +28,9 @@ class GlowFlow(Bijector):
 
     Args:
         config: a `GlowConfig` (or its dict).
-        remat: recompute the coupling networks in the backward pass.
+        remat: recompute each step of flow in the backward pass (FlowSteps).
+        loop: how each level runs its K steps: "auto", "loop" or "unrolled"
+            (FlowSteps).
 
     Example:
         >>> flow = GlowFlow(GlowConfig(image_shape=(32, 32, 3)))
@@ -37,15 +39,16 @@ class GlowFlow(Bijector):
         >>> x_again, minus_logdet = flow(latents, inverse=True)
     """
 
-    def __init__(self, config=None, remat=False, **kwargs):
+    def __init__(self, config=None, remat=False, loop="auto", **kwargs):
         kwargs.setdefault("dtype", FLOW_DTYPE)
         super().__init__(**kwargs)
         config = GlowConfig.from_dict(config) if isinstance(config, dict) else config
         self.config = config or GlowConfig()
         self.remat = bool(remat)
+        self.loop = loop
         seed_for = _seed_source(self.config.seed)
         self.levels = [
-            _make_level(self.config, level, self.remat, seed_for)
+            _make_level(self.config, level, self.remat, loop, seed_for)
             for level in range(self.config.l_glow)
         ]
         self.prior = LearnedPrior(
@@ -93,20 +96,21 @@ class GlowFlow(Bijector):
         return [(input_shape[0], *shape) for shape in self.latent_shapes]
 
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict(), "remat": self.remat}
+        return {**super().get_config(), "config": self.config.to_dict(), "remat": self.remat,
+                "loop": self.loop}
 
 
-def _make_level(config, level, remat, seed_for):
+def _make_level(config, level, remat, loop, seed_for):
     """squeeze -> K steps -> split; the last level ends with its steps."""
     steps = FlowSteps([
         FlowStep(
             config.hidden_channels, config.coupling, config.permutation,
-            log_scale_factor=config.log_scale_factor, remat=remat,
+            log_scale_factor=config.log_scale_factor,
             permutation_seed=seed_for(level, step, 0), coupling_seed=seed_for(level, step, 1),
             dtype=FLOW_DTYPE, name=f"step_{level}_{step}",
         )
         for step in range(config.k_glow)
-    ], dtype=FLOW_DTYPE, name=f"steps_{level}")
+    ], remat=remat, loop=loop, dtype=FLOW_DTYPE, name=f"steps_{level}")
     blocks = [Squeeze(dtype=FLOW_DTYPE, name=f"squeeze_{level}"), steps]
     if level < config.l_glow - 1:
         blocks.append(SplitPrior(dtype=FLOW_DTYPE, name=f"split_{level}"))

@@ -44,11 +44,17 @@ class Glow(keras.Model):
     Args:
         config: a `GlowConfig` (or its dict); None for the paper's CIFAR-10
             model.
-        remat: recompute the coupling networks in the backward pass instead
-            of storing their activations (gradient checkpointing), for less
-            memory at the cost of about one more forward pass of them. A way
-            of computing, not part of the architecture: the function, the
-            gradients and the weights file are the same either way.
+        remat: recompute each step of flow in the backward pass instead of
+            storing its activations (per-step gradient checkpointing): the
+            backward pass keeps each step's input only, for much less memory
+            at the cost of about one more forward pass. A way of computing,
+            not part of the architecture: the function, the gradients and
+            the weights file are the same either way.
+        loop: how each level runs its K steps of flow: "loop" (one loop over
+            their stacked weights: one step to trace and compile instead of
+            K), "unrolled" (one after the other), or "auto" (the faster on
+            this backend and device, as measured: glow_tf.layers.step). Also
+            a way of computing only: the same function and weights file.
 
     Example:
         >>> model = Glow(GlowConfig(image_shape=(32, 32, 3)))
@@ -62,7 +68,7 @@ class Glow(keras.Model):
         Convolutions", NeurIPS 2018, arXiv:1807.03039.
     """
 
-    def __init__(self, config=None, remat=False, **kwargs):
+    def __init__(self, config=None, remat=False, loop="auto", **kwargs):
         super().__init__(**kwargs)
         if config is None:
             config = GlowConfig()
@@ -72,7 +78,8 @@ class Glow(keras.Model):
             raise TypeError(f"config={config!r}: expected a GlowConfig or its dict.")
         self.config = config
         self.remat = bool(remat)
-        self.flow = GlowFlow(config, remat=self.remat, name="flow")
+        self.loop = loop
+        self.flow = GlowFlow(config, remat=self.remat, loop=loop, name="flow")
         if config.num_classes:
             # Zero-initialised, so the classifier starts at the uniform guess.
             self.classifier = keras.layers.Dense(
@@ -279,7 +286,8 @@ class Glow(keras.Model):
         return labels
 
     def get_config(self):
-        return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat}
+        return {"name": self.name, "config": self.config.to_dict(), "remat": self.remat,
+                "loop": self.loop}
 
 
 def log_density(zs, logdet):

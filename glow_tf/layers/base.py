@@ -35,6 +35,15 @@ class Bijector(keras.layers.Layer):
         return input_shape
 
 
+def on_jax_cpu():
+    """Whether Keras runs on JAX with a CPU as its default device (XLA's CPU backend)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
 def layers_within(layer):
     """Every Keras layer inside `layer` (itself included), depth first.
 

@@ -12,11 +12,16 @@ import numpy as np
 from keras import ops
 
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import matmul_channels
+from glow_tf.layers.base import matmul_channels, on_jax_cpu
 
 # Images of at most this many pixels (4x4: the upper levels of a small
-# Glow) are convolved as one matmul (`conv_same`).
+# Glow) are convolved as one matmul (`conv_same`), when that matmul's
+# matrix has at most SMALL_MATRIX entries: its cost grows as pixels^2 x
+# C_in x C_out, and the backward pass keeps it. On the 4x4 level of a
+# 512-wide Glow (matrices of 3 and 6 million entries) the convolution
+# kernels took a fifth of its time and memory (docs/performance.md).
 SMALL_IMAGE_PIXELS = 16
+SMALL_MATRIX = 2**20
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -49,10 +54,7 @@ class ZeroConv2D(keras.layers.Layer):
         )
 
     def call(self, x):
-        if _is_small(x):
-            h = conv_same(x, self.conv.kernel) + self.conv.bias
-        else:
-            h = self.conv(x)
+        h = convolve(x, self.conv.kernel) + self.conv.bias
         return h * ops.exp(self.log_scale * self.log_scale_factor)
 
     def compute_output_shape(self, input_shape):
@@ -120,7 +122,7 @@ class CouplingNetwork(keras.layers.Layer):
         return self.actnorm_in.data_init or self.actnorm_hidden.data_init
 
     def call(self, x):
-        h = conv_same(x, self.conv_in.kernel) if _is_small(x) else self.conv_in(x)
+        h = convolve(x, self.conv_in.kernel)
         h, _ = self.actnorm_in(h)
         h = ops.relu(h)
         # The 1x1 convolution as what it is, a matmul over the channels at
@@ -154,6 +156,19 @@ def _kernel_init(seed, offset):
     return keras.initializers.RandomNormal(
         stddev=0.05, seed=None if seed is None else seed + offset
     )
+
+
+def convolve(x, kernel):
+    """The stride-1 "same" convolution of x by kernel, in the form that runs fastest here.
+
+    Small images: one matmul (`conv_same`). XLA on a CPU (JAX): matmuls over
+    the channels (`conv_as_matmul`). Otherwise the backend's convolution.
+    """
+    if is_small(x, kernel):
+        return conv_same(x, kernel)
+    if on_jax_cpu():
+        return conv_as_matmul(x, kernel)
+    return ops.conv(x, kernel, padding="same")
 
 
 def conv_same(x, kernel):
@@ -198,5 +213,43 @@ def _tap_positions(height, width, kernel_height, kernel_width):
     return positions.reshape(-1, kernel_height * kernel_width)
 
 
-def _is_small(x):
-    return x.shape[1] * x.shape[2] <= SMALL_IMAGE_PIXELS
+def is_small(x, kernel):
+    """Whether `conv_same` convolves x with kernel: a small image, and a small matrix."""
+    pixels = x.shape[1] * x.shape[2]
+    return pixels <= SMALL_IMAGE_PIXELS and \
+        pixels * pixels * kernel.shape[-2] * kernel.shape[-1] <= SMALL_MATRIX
+
+
+def conv_as_matmul(x, kernel):
+    """A stride-1 "same" convolution as one matmul over the channels, and shifted slices.
+
+    With few input channels (a coupling network's first convolution), the
+    k x k shifted copies of x are stacked on the channel axis and multiplied
+    by the kernel as a (k k C_in, C_out) matrix (im2col). With few output
+    channels (its last), x is multiplied by all k x k taps at once, a
+    (C_in, k k C_out) matrix, and the k x k shifted slices of the result
+    are summed. Either way the matmul's narrow side is k x k x
+    min(C_in, C_out) wide, and its gradients are matmuls too: inside a loop
+    (`FlowSteps`), XLA's CPU backend runs a convolution's kernel gradient
+    with a slow generic kernel, a matmul with its fast one.
+    """
+    _, height, width, channels_in = x.shape
+    kernel_height, kernel_width, _, channels_out = kernel.shape
+    pad_y, pad_x = kernel_height // 2, kernel_width // 2
+    padding = [(0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)]
+    offsets = [(dy, dx) for dy in range(kernel_height) for dx in range(kernel_width)]
+    if channels_in <= channels_out:
+        padded = ops.pad(x, padding)
+        patches = ops.concatenate(
+            [padded[:, dy:dy + height, dx:dx + width, :] for dy, dx in offsets], axis=-1)
+        return matmul_channels(patches, ops.reshape(kernel, (-1, channels_out)))
+    # per_tap[p, t * C_out + o]: what input pixel p gives output channel o through
+    # tap t. Output pixel q takes tap t = (dy, dx) from input pixel q + (dy, dx) - pad,
+    # which the padding moves to q + (dy, dx).
+    taps = ops.reshape(ops.transpose(kernel, (2, 0, 1, 3)), (channels_in, -1))
+    per_tap = ops.pad(matmul_channels(x, taps), padding)
+    y = 0.0
+    for t, (dy, dx) in enumerate(offsets):
+        y = y + per_tap[:, dy:dy + height, dx:dx + width,
+                        t * channels_out:(t + 1) * channels_out]
+    return y

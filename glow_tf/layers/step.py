@@ -1,9 +1,11 @@
 """One step of flow, and the K steps of a level (Glow, section 3 and figure 2a)."""
 
 import keras
+from keras import ops
 
+from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector
+from glow_tf.layers.base import Bijector, layers_within, on_jax_cpu
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -29,13 +31,12 @@ class FlowStep(Chain):
         coupling: "affine" or "additive".
         permutation: "lu", "conv", "reverse" or "shuffle".
         log_scale_factor: of the ActNorms (see ActNorm).
-        remat: recompute the coupling network in the backward pass.
         permutation_seed, coupling_seed: seeds of the random initial
             weights; None for random ones.
     """
 
     def __init__(self, hidden_channels=512, coupling="affine", permutation="lu",
-                 log_scale_factor=1.0, remat=False, permutation_seed=None, coupling_seed=None,
+                 log_scale_factor=1.0, permutation_seed=None, coupling_seed=None,
                  **kwargs):
         dtype = kwargs.get("dtype")
         if permutation in CONVOLUTIONS:
@@ -46,15 +47,13 @@ class FlowStep(Chain):
         super().__init__([
             ActNorm(log_scale_factor=log_scale_factor, dtype=dtype, name="actnorm"),
             mixing,
-            Coupling(hidden_channels, affine=coupling == "affine", remat=remat,
-                     seed=coupling_seed, log_scale_factor=log_scale_factor, dtype=dtype,
+            Coupling(hidden_channels, affine=coupling == "affine", seed=coupling_seed, log_scale_factor=log_scale_factor, dtype=dtype,
                      name="coupling"),
         ], **kwargs)
         self.hidden_channels = hidden_channels
         self.coupling = coupling
         self.permutation = permutation
         self.log_scale_factor = log_scale_factor
-        self.remat = remat
         self.permutation_seed = permutation_seed
         self.coupling_seed = coupling_seed
 
@@ -65,7 +64,6 @@ class FlowStep(Chain):
             "coupling": self.coupling,
             "permutation": self.permutation,
             "log_scale_factor": self.log_scale_factor,
-            "remat": self.remat,
             "permutation_seed": self.permutation_seed,
             "coupling_seed": self.coupling_seed,
         }
@@ -81,9 +79,109 @@ class FlowSteps(Chain):
 
     A block of its own so that how the steps run is its business alone:
     the level around it, the flow and their callers see one bijector,
-    whether the steps run one after the other (here) or as one loop over
-    their stacked weights.
+    whether the steps run one after the other or as one loop.
+
+    The loop (`keras.ops.scan`: `tf.while_loop` on TensorFlow, `lax.scan`
+    on JAX) stacks the steps' weights where it is called and runs the first
+    step's math (`stateless_call`) on each step's slice of them, so a trace
+    holds one step instead of K: tracing and compiling take about K times
+    less. The steps keep their own variables, so the weights file is the
+    same either way. `loop="auto"` picks what measured faster for the
+    backend and device (`loops_by_default`).
 
     Args:
         bijectors: the `FlowStep`s, in the data -> latent order.
+        remat: recompute each step's activations in the backward pass
+            (per-step checkpointing): the backward pass keeps only each
+            step's input, and recomputes one step at a time.
+        loop: "auto", "loop" or "unrolled".
     """
+
+    def __init__(self, bijectors=(), remat=False, loop="auto", **kwargs):
+        super().__init__(bijectors, **kwargs)
+        if loop not in LOOPS:
+            raise ValueError(f"loop={loop!r}: expected one of {', '.join(LOOPS)}.")
+        self.remat = bool(remat)
+        self.loop = loop
+
+    def forward(self, x, labels=None):
+        return self._run(x, labels, inverse=False)
+
+    def inverse(self, y, labels=None):
+        return self._run(y, labels, inverse=True)
+
+    @property
+    def looped(self):
+        """Whether a call runs the steps as one loop (it cannot while they hold Python state)."""
+        if len(self.bijectors) < 2 or not self.stateless:
+            return False
+        return loops_by_default() if self.loop == "auto" else self.loop == "loop"
+
+    @property
+    def stateless(self):
+        """Whether each step is a function of its variables alone, as the loop and remat need.
+
+        Not while `Glow.initialize` assigns the ActNorms from data, nor while
+        the 1x1 convolutions hold constants computed from their weights
+        (`constant_decompositions`, for an export).
+        """
+        return not any(getattr(layer, "data_init", False)
+                       or getattr(layer, "_constants", None) is not None
+                       for layer in layers_within(self))
+
+    def _run(self, x, labels, inverse):
+        remat = self.remat and self.stateless
+        if self.looped:
+            return self._loop(x, labels, inverse, remat)
+        logdet = 0.0
+        for step in (reversed(self.bijectors) if inverse else self.bijectors):
+            # A new function each call, not the layer: jax.checkpoint caches
+            # its trace per function, and a cached trace of the layer holds
+            # the variable values of the transformation it was traced in.
+            call = lambda h, step=step: step(h, inverse=inverse, labels=labels)  # noqa: E731
+            x, term = (keras.remat(call) if remat else call)(x)
+            logdet = logdet + term
+        return x, logdet
+
+    def _loop(self, x, labels, inverse, remat):
+        template = self.bijectors[0]
+        weights = (_stacked(step.trainable_variables for step in self.bijectors),
+                   _stacked(step.non_trainable_variables for step in self.bijectors))
+
+        def one_step(h, step_weights):
+            (h, term), _ = template.stateless_call(*step_weights, h, inverse=inverse,
+                                                   labels=labels)
+            return h, term
+
+        one_step = keras.remat(one_step) if remat else one_step
+
+        def body(carry, step_weights):
+            h, logdet = carry
+            h, term = one_step(h, step_weights)
+            return (h, logdet + term), None
+
+        start = (x, ops.zeros(ops.shape(x)[:1], "float32"))
+        (y, logdet), _ = ops.scan(body, start, weights, reverse=inverse)
+        return y, logdet
+
+    def get_config(self):
+        return {**super().get_config(), "remat": self.remat, "loop": self.loop}
+
+
+def loops_by_default():
+    """Whether `loop="auto"` runs a level's steps as one loop on this backend and device.
+
+    TensorFlow: yes, the loop traces K times fewer ops and its steps run as
+    fast. JAX on a CPU: no, XLA's CPU backend compiled and ran the paper's
+    training step several times slower as a loop than unrolled. JAX on an
+    accelerator: yes. (docs/performance.md has the measurements.)
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return True
+    return backend == "jax" and not on_jax_cpu()
+
+
+def _stacked(variables_per_step):
+    """One tensor per variable of a step: that variable of every step, stacked on axis 0."""
+    return [ops.stack([v.value for v in same]) for same in zip(*variables_per_step)]

@@ -46,6 +46,31 @@ def test_bench_runs_on_jax_without_tensorflow():
     check_table(result.stdout, backend="jax", rows=1)
 
 
+def test_gpu_table_runs_small_on_jax_with_tensorflow_blocked(tmp_path):
+    """The GPU table's command, on a CPU with a tiny model: its five rows, each in a
+    process of its own, none of which can import TensorFlow. Not timed."""
+    pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
+    blocked = tmp_path / "blocked" / "tensorflow"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('TensorFlow is blocked here')\n")
+    env = {"KERAS_BACKEND": "jax",
+           "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(ROOT)])}
+    path = tmp_path / "gpu.json"
+    out = run_module("benchmarks.gpu_table", [
+        "--image_size=8", "--k_glow=1", "--l_glow=2", "--hidden_channels=8",
+        "--batch_sizes=2,4", "--steps=1", "--warmup=1", "--repeats=1", f"--json={path}"],
+        env=env, timeout=1800)  # five processes that each start JAX and compile
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| batch | precision | remat | images/s |"), out
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert [row[:3] for row in rows] == [
+        ["2", "float32", "no"], ["4", "float32", "no"], ["2", "bfloat16", "no"],
+        ["4", "bfloat16", "no"], ["4", "float32", "yes"]], out
+    assert all(float(row[3]) > 0 for row in rows)
+    results = json.loads(path.read_text())
+    assert all(r["backend"] == "jax" and np.isfinite(r["loss_after"]) for r in results)
+
+
 def test_bench_rows_in_their_own_processes(tmp_path):
     """Two rows (two batch sizes) through child processes, plus the JSON file."""
     path = tmp_path / "rows.json"

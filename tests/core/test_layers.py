@@ -18,7 +18,7 @@ from glow_tf.layers import (
     SplitPrior,
     Squeeze,
 )
-from glow_tf.layers.networks import CouplingNetwork, conv_same
+from glow_tf.layers.networks import CouplingNetwork, conv_as_matmul, conv_same
 from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
 from tests.tiny import TINY_MODEL
 
@@ -45,8 +45,13 @@ def batch(shape=(2, 4, 4, 4), seed=0):
         pytest.param(lambda: FlowStep(8, permutation_seed=1, coupling_seed=2), id="flow-step"),
         pytest.param(lambda: FlowStep(8, "additive", "shuffle", permutation_seed=2),
                      id="flow-step-additive-shuffle"),
-        pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)]),
-                     id="flow-steps"),
+        pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)],
+                                       loop="unrolled"), id="flow-steps-unrolled"),
+        pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)],
+                                       loop="loop"), id="flow-steps-loop"),
+        pytest.param(lambda: FlowSteps([FlowStep(8, "additive", "reverse", name=f"step_{k}")
+                                        for k in range(2)], loop="loop", remat=True),
+                     id="flow-steps-loop-remat"),
         pytest.param(lambda: Chain([Squeeze(), FlowSteps([FlowStep(8)]), SplitPrior()]),
                      id="level"),
     ],
@@ -248,3 +253,59 @@ def test_small_images_convolve_as_one_matmul_to_the_same_values(height, width, c
         to_numpy(conv_same(x, kernel)), to_numpy(ops.conv(x, kernel, padding="same")),
         rtol=1e-5, atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("height, width, channels_in, channels_out", [
+    (5, 4, 2, 16), (4, 6, 16, 3), (8, 8, 4, 4), (1, 1, 5, 2),
+])
+def test_convolutions_as_matmuls_give_the_same_values(height, width, channels_in,
+                                                      channels_out):
+    """Both forms: im2col (C_in <= C_out) and the sum of shifted per-tap outputs."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, height, width, channels_in)).astype("float32")
+    kernel = rng.normal(size=(3, 3, channels_in, channels_out)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(conv_as_matmul(x, kernel)), to_numpy(ops.conv(x, kernel, padding="same")),
+        rtol=1e-5, atol=1e-5,
+    )
+
+
+def test_a_level_runs_its_steps_as_a_loop_or_unrolled_to_the_same_values():
+    """The loop stacks the steps' weights and runs the first step's math on each slice:
+    the same outputs and log-determinants as the steps one after the other, both ways."""
+    x = batch((3, 4, 4, 4))
+    unrolled = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)], loop="unrolled")
+    looped = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)], loop="loop")
+    for steps in (unrolled, looped):
+        steps.build(x.shape)
+    randomize_weights(unrolled)
+    looped.set_weights(unrolled.get_weights())
+    assert looped.looped and not unrolled.looped
+    for inverse in (False, True):
+        y, logdet = looped(x, inverse=inverse)
+        expected_y, expected_logdet = unrolled(x, inverse=inverse)
+        np.testing.assert_allclose(to_numpy(y), to_numpy(expected_y), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(logdet), to_numpy(expected_logdet), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_a_level_runs_unrolled_while_its_steps_hold_python_state():
+    """The data-dependent initialisation assigns variables, and an export's 1x1
+    convolutions hold constants of their own: neither can be one step's math on slices."""
+    from glow_tf.layers.actnorm import data_initialization
+    from glow_tf.layers.invertible_conv import constant_decompositions_within
+
+    steps = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)], loop="loop")
+    steps.build((2, 4, 4, 4))
+    assert steps.looped
+    with data_initialization(steps):
+        assert not steps.looped
+        steps(batch())
+    with constant_decompositions_within(steps):
+        assert not steps.looped
+    assert steps.looped
+
+
+def test_loop_names_its_choices():
+    with pytest.raises(ValueError, match="loop='scan': expected one of auto, loop, unrolled"):
+        FlowSteps([FlowStep(8)], loop="scan")

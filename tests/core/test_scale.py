@@ -157,10 +157,41 @@ def loss_and_gradients(model, x):
     raise NotImplementedError(f"No gradients for the {BACKEND!r} backend.")
 
 
-def test_remat_gives_the_same_gradients(monkeypatch, tmp_path):
-    plain = Glow(TINY)
+def trained_pair(tmp_path, **options):
+    """A plain Glow with random weights, a Glow(**options) that loaded its weights file,
+    and the file."""
+    plain = Glow(TINY, loop="unrolled")
     plain.initialize(uint8_images(32))
     randomize_weights(plain, stddev=0.02)
+    other = Glow(TINY, **options)
+    other.initialize(uint8_images(32))  # an eager pass that assigns variables
+
+    def paths(model):  # below the model's own (auto-numbered) name
+        return [v.path.split("/", 1)[1] for v in model.weights]
+
+    # The same weights file: how the steps run adds and renames nothing.
+    assert paths(other) == paths(plain)
+    path = str(tmp_path / "plain.weights.h5")
+    plain.save_weights(path)
+    other.load_weights(path)
+    return plain, other, path
+
+
+def assert_same_loss_and_gradients(model, plain, rtol=1e-6):
+    x = dequantised(uint8_images(4, seed=6))
+    plain_loss, plain_grads = loss_and_gradients(plain, x)
+    loss, grads = loss_and_gradients(model, x)
+    np.testing.assert_allclose(loss, plain_loss, rtol=rtol)
+    assert len(grads) == len(plain_grads)
+    assert any(np.abs(g).max() > 1e-3 for g in plain_grads)
+    for g, g_plain in zip(grads, plain_grads):
+        np.testing.assert_allclose(g, g_plain, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("loop", ["unrolled", "loop"])
+def test_remat_gives_the_same_gradients(monkeypatch, tmp_path, loop):
+    """Per-step checkpointing: each step of flow (unrolled), or the loop's one step,
+    goes through keras.remat, and the loss and gradients stay the same."""
     calls = []
     real_remat = keras.remat
 
@@ -169,33 +200,32 @@ def test_remat_gives_the_same_gradients(monkeypatch, tmp_path):
         return real_remat(fn)
 
     monkeypatch.setattr(keras, "remat", counting_remat)
-    remat = Glow(TINY, remat=True)
-    remat.initialize(uint8_images(32))  # an eager pass that assigns variables
-    assert remat.initialized and not calls
+    plain, remat, path = trained_pair(tmp_path, remat=True, loop=loop)
+    assert remat.initialized and not calls  # not while initialising
     remat.compile(keras.optimizers.SGD(1e-3))
     remat.fit(uint8_images(4), batch_size=4, verbose=0)  # a compiled step through keras.remat
     assert calls
     calls.clear()
-    # The same weights file: remat adds and renames nothing.
-    def paths(model):  # below the model's own (auto-numbered) name
-        return [v.path.split("/", 1)[1] for v in model.weights]
-
-    assert paths(remat) == paths(plain)
-    path = str(tmp_path / "plain.weights.h5")
-    plain.save_weights(path)
     remat.load_weights(path)
-
-    x = dequantised(uint8_images(4, seed=6))
-    plain_loss, plain_grads = loss_and_gradients(plain, x)
-    remat_loss, remat_grads = loss_and_gradients(remat, x)
-    # Each coupling's network went through keras.remat, the plain model's never.
-    assert len(calls) == TINY.k_glow * TINY.l_glow, len(calls)
-    np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
-    assert len(remat_grads) == len(plain_grads)
-    assert any(np.abs(g).max() > 1e-3 for g in plain_grads)
-    for g_remat, g_plain in zip(remat_grads, plain_grads):
-        np.testing.assert_allclose(g_remat, g_plain, rtol=1e-4, atol=1e-6)
+    assert_same_loss_and_gradients(remat, plain)
+    # One per step of flow, or one per level's loop; the plain model's never.
+    per_level = 1 if loop == "loop" else TINY.k_glow
+    assert len(calls) == per_level * TINY.l_glow, len(calls)
     assert Glow.from_config(remat.get_config()).remat is True
+
+
+def test_looped_and_unrolled_steps_give_the_same_density_and_gradients(tmp_path):
+    plain, looped, _ = trained_pair(tmp_path, loop="loop")
+    assert all(level.bijectors[1].looped for level in looped.flow.levels)
+    assert not any(level.bijectors[1].looped for level in plain.flow.levels)
+    x = dequantised(uint8_images(4, seed=7))
+    np.testing.assert_allclose(to_numpy(looped.log_prob(x)), to_numpy(plain.log_prob(x)),
+                               rtol=1e-5, atol=1e-5)
+    zs = looped.encode(x)[0]
+    np.testing.assert_allclose(to_numpy(looped.decode(zs)), to_numpy(plain.decode(zs)),
+                               atol=1e-5)
+    assert_same_loss_and_gradients(looped, plain, rtol=1e-5)
+    assert Glow.from_config(looped.get_config()).loop == "loop"
 
 
 # ---- compiled steps ----
