@@ -40,18 +40,34 @@ PRESETS = {
     },
 }
 
-# The paper's 256x256 CelebA-HQ model (Kingma & Dhariwal 2018, section 5: K=32,
-# L=6, width 512, 5-bit images) for a folder of 256x256 faces, with per-step
-# checkpointing. Its settings, and the batch that fits an accelerator of 16, 40
-# or 80 GiB in float32 with Adam and Polyak averaging: the memory plan
-# (benchmarks/memory_plan.py, docs/performance.md#the-memory-plan) puts a step at
-# 5.2 GiB + 359 MiB per image with --remat (at most 31, 99 and 213 images),
-# against 4.4 GiB + 6.5 GiB per image without it (1, 5 and 11); these leave
-# about a tenth for the ops' working space:
-#   python main.py --dataset folder --data_dir FACES --img_size 256 --n_bits 5 \
-#       --l_glow 6 --remat --batch_size 24    # 88 on 40 GiB, 192 on 80 GiB
-CELEBA256 = {"img_size": 256, "n_bits": 5, "k_glow": 32, "l_glow": 6,
-             "hidden_channels": 512, "remat": True}
+# Named presets (--preset NAME), for a model rather than a dataset: on top of
+# the dataset's preset, beneath the flags given.
+NAMED_PRESETS = {
+    # 32x32 RGB photos in half an hour on a 2-core CPU (--dataset folder).
+    # Each value is the better side of a lever measured one at a time on
+    # photos (docs/training.md#photos-on-a-cpu): a small model, a short
+    # warmup, a learning rate twice the paper's, and a Polyak average over a
+    # tenth of an epoch, for a schedule of minutes instead of days.
+    "photos32": {
+        "img_size": 32, "channel_size": 3, "k_glow": 8, "l_glow": 3,
+        "hidden_channels": 64, "batch_size": 32, "lr": 4e-3, "warmup": 0.05,
+        "polyak_epochs": 0.1, "epochs": 4, "augment": False,
+    },
+    # The paper's 256x256 CelebA-HQ model (Kingma & Dhariwal 2018, section 5:
+    # K=32, L=6, width 512, 5-bit images) for a folder of 256x256 faces, with
+    # per-step checkpointing, at the batch that fits 16 GiB. The memory plan
+    # (benchmarks/memory_plan.py, docs/performance.md#the-memory-plan) puts a
+    # step at 5.2 GiB + 359 MiB per image with --remat (at most 31, 99 and 213
+    # images in float32 with Adam and Polyak averaging), against 4.4 GiB +
+    # 6.5 GiB per image without it (1, 5 and 11); CELEBA256_BATCH_BY_MEMORY_GIB
+    # leaves about a tenth for the ops' working space:
+    #   python main.py --dataset folder --data_dir FACES --preset celeba256
+    #   python main.py --dataset folder --data_dir FACES --preset celeba256 --batch_size 88
+    "celeba256": {
+        "img_size": 256, "n_bits": 5, "k_glow": 32, "l_glow": 6,
+        "hidden_channels": 512, "remat": True, "batch_size": 24,
+    },
+}
 CELEBA256_BATCH_BY_MEMORY_GIB = {16: 24, 40: 88, 80: 192}
 
 # ---- sample.py ----

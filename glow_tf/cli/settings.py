@@ -2,9 +2,10 @@
 
 A flag's name, default, type, choices and help all come from the field of
 DataConfig, GlowConfig or TrainingConfig it sets (`glow_tf.config.setting`);
-only `--y_condition` and `--run_dir` are the command line's own. The value a
-run gets is, in order: the field's default, the dataset's preset
-(`common_definitions.PRESETS`), the flag given on the command line.
+only `--y_condition`, `--preset` and `--run_dir` are the command line's own.
+The value a run gets is, in order: the field's default, the dataset's preset
+(`common_definitions.PRESETS`), the named preset (`--preset`,
+`common_definitions.NAMED_PRESETS`), the flag given on the command line.
 
 A few fields are derived rather than flagged: GlowConfig's image_shape and
 n_bits come from the data's --img_size, --channel_size and --n_bits, its
@@ -31,6 +32,12 @@ OWN = {
         False,
         "Class-conditional Glow: the top prior depends on the label, and a classifier on "
         "the top latent adds to the loss (datasets with labels).",
+    ),
+    "preset": Own(
+        None,
+        "Settings for a model rather than a dataset, beneath the flags given: "
+        + "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                    for name, values in defs.NAMED_PRESETS.items()) + ".",
     ),
     "run_dir": Own(
         None,
@@ -73,6 +80,8 @@ def help_text(name):
 
 
 def choices(name):
+    if name == "preset":
+        return tuple(defs.NAMED_PRESETS)
     return None if name in OWN else FIELDS[name].metadata["choices"]
 
 
@@ -108,13 +117,17 @@ def explicit(flag_values, names=NAMES):
 
 
 def settings_for(dataset=defs.DEFAULT_DATASET, **given):
-    """Every setting: the defaults, then `dataset`'s preset, then `given`."""
+    """Every setting: the defaults, `dataset`'s preset, the named preset, then `given`."""
     check_dataset(dataset)
     unknown = sorted(set(given) - set(NAMES))
     if unknown:
         raise ValueError(f"Unknown settings {unknown}; expected some of {sorted(NAMES)}.")
+    preset = given.get("preset")
+    if preset is not None and preset not in defs.NAMED_PRESETS:
+        raise ValueError(f"preset={preset!r}: expected one of {sorted(defs.NAMED_PRESETS)}.")
     values = {name: default(name) for name in NAMES}
-    return {**values, **defs.PRESETS.get(dataset, {}), **given, "dataset": dataset}
+    return {**values, **defs.PRESETS.get(dataset, {}), **defs.NAMED_PRESETS.get(preset, {}),
+            **given, "dataset": dataset}
 
 
 def configs_from(settings):
