@@ -3,7 +3,9 @@
 The package is laid out in rooms:
 
 - the core, here: `config` (GlowConfig, TrainingConfig), `datasets` (the
-  dataset catalogue and DataConfig), `model` (Glow), `layers` (one bijector
+  dataset catalogue and DataConfig), `image_folders` (an image folder's
+  splits and classes), `phases` (the long phases of a run, told as they
+  start), `model` (Glow), `layers` (one bijector
   per file, and the coupling networks), `quantization`, `checks`,
   `precision`. Keras, NumPy and SciPy only: it imports without TensorFlow,
   so `KERAS_BACKEND=jax` works where TensorFlow is not installed.

@@ -21,9 +21,15 @@ are the backend.
 
 import keras
 
+from glow_tf import phases
+
 
 class Compiled:
     """`function(*arrays)` compiled once for `model`; count its traces in `traces`.
+
+    A call that compiles (the first; on JAX, the first of each input shape)
+    is reported as it starts (glow_tf.phases): for a deep Glow it takes
+    seconds to minutes.
 
     Args:
         model: the Keras model whose variables the function reads.
@@ -31,12 +37,16 @@ class Compiled:
         specs: one (shape, dtype) per argument, or a list of them for an
             argument that is a list of arrays; None in a shape matches any
             size (TensorFlow's input signature).
+        name: what the function is, for the report ("encode").
     """
 
-    def __init__(self, model, function, specs):
+    def __init__(self, model, function, specs, name="function"):
         self.traces = 0
+        self.name = name
         self._function = function
+        self._compiled_for = set()
         backend = keras.backend.backend()
+        self._per_shape = backend == "jax"
         if backend == "tensorflow":
             import tensorflow as tf
 
@@ -46,6 +56,7 @@ class Compiled:
             self._call = _jit_with_state(model, self._traced)
         else:
             self._call = function
+            self._compiled_for = None  # nothing to compile
 
     def _traced(self, *args):
         # Python runs this body once per trace, and not at all after it.
@@ -53,6 +64,13 @@ class Compiled:
         return self._function(*args)
 
     def __call__(self, *args):
+        if self._compiled_for is not None:
+            key = tuple(tuple(a.shape) for a in keras.tree.flatten(args)) \
+                if self._per_shape else ()
+            if key not in self._compiled_for:
+                self._compiled_for.add(key)
+                phases.report(f"Compiling the model's {self.name} (its first call "
+                              "includes it) ...")
         return self._call(*args)
 
 

@@ -9,17 +9,18 @@ count known) on any Keras backend.
 - tensorflow-datasets: mnist, fashion_mnist, cifar10, cifar100, svhn
   (`svhn_cropped`), celeba (`celeb_a`, the central 148x148 face crop resized
   to 64x64), imagenet32 and imagenet64 (`downsampled_imagenet`, tested on its
-  validation split). These download on first use.
+  validation split). The first five download and are prepared on first use;
+  celeba and imagenet need their files fetched by hand
+  (glow_tf.tf.tfds_sources).
 - digits: scikit-learn's 1797 8x8 handwritten digits, offline. Its 17 grey
   levels 0..16 are stored as uint8 `v * 255 // 16`; the first 1437 images
   are the training split and the last 360 (20%) the test split.
-- folder: every .png/.jpg/.jpeg/.bmp/.gif file under `data_dir` (searched
-  recursively, sorted by path); every 10th file (the 10th, 20th, ...) is the
-  test split. Its classes, where asked for, are its subfolders.
+- folder: the image files under `data_dir`, with `train/` and `test/`
+  subfolders as its splits, else every 10th file as the test split; its
+  classes are its class subfolders (glow_tf.image_folders).
 """
 
 import dataclasses
-import os
 
 from glow_tf.config import _Config, check_n_bits, check_positive_ints, documented, setting
 
@@ -47,6 +48,9 @@ class Source:
         flip: a mirror image is as likely as the image (photos of objects
             and faces), so augmentation may flip it left to right; not for
             digits and letters.
+        manual: tensorflow-datasets cannot download its files (their hosts
+            no longer serve them to a program): the user fetches them by
+            hand (glow_tf.tf.tfds_sources).
     """
 
     tfds_name: str | None
@@ -60,6 +64,7 @@ class Source:
     center_crop: int | None = None
     num_classes: int | None = None
     flip: bool = False
+    manual: bool = False
 
 
 SOURCES = {
@@ -70,18 +75,16 @@ SOURCES = {
     "cifar10": Source("cifar10", 32, 3, 32, 3, num_classes=10, flip=True),
     "cifar100": Source("cifar100", 32, 3, 32, 3, num_classes=100, flip=True),
     "svhn": Source("svhn_cropped", 32, 3, 32, 3, num_classes=10),
-    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148, flip=True),
+    "celeba": Source("celeb_a", 218, 3, 64, 3, center_crop=148, flip=True, manual=True),
     "imagenet32": Source("downsampled_imagenet/32x32", 32, 3, 32, 3, test_split="validation",
-                         flip=True),
+                         flip=True, manual=True),
     "imagenet64": Source("downsampled_imagenet/64x64", 64, 3, 64, 3, test_split="validation",
-                         flip=True),
+                         flip=True, manual=True),
     "folder": Source(None, None, None, 32, 3),
 }
 DATASETS = tuple(SOURCES)
 
 DIGITS_NUM_TRAIN = 1437
-FOLDER_TEST_EVERY = 10
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def _per_dataset(name):
@@ -104,8 +107,9 @@ class DataConfig(_Config):
 
     dataset: str = setting(
         "digits",
-        "Training images: digits is offline, folder reads --data_dir, the others "
-        "download through tensorflow-datasets on first use.",
+        "Training images: digits is offline, folder reads --data_dir, the others come "
+        "through tensorflow-datasets (mnist, fashion_mnist, cifar10, cifar100 and svhn "
+        "download on first use; celeba and imagenet need files fetched by hand).",
         choices=DATASETS,
     )
     img_size: int | None = setting(
@@ -174,11 +178,12 @@ def check_dataset(name):
 def num_classes(config):
     """Classes of the dataset's labels; DatasetError for a dataset without labels.
 
-    A folder's classes are its subfolders (sorted names, 0, 1, ...), as in
-    Keras' image_dataset_from_directory.
+    A folder's classes are its class subfolders (glow_tf.image_folders).
     """
     if config.dataset == "folder":
-        return len(folder_classes(folder_images(config.data_dir), config.data_dir)[0])
+        from glow_tf import image_folders
+
+        return len(image_folders.find(config.data_dir).check_classes())
     count = SOURCES[config.dataset].num_classes
     if count is None:
         with_labels = [name for name, source in SOURCES.items() if source.num_classes]
@@ -188,49 +193,3 @@ def num_classes(config):
             "folder with one subfolder per class."
         )
     return count
-
-
-def folder_images(data_dir):
-    """The image files under data_dir, sorted; clear errors for a bad folder.
-
-    Every file is opened (header only) here, so that a file that is not an
-    image fails now, by name, and not in the middle of training.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data_dir or not os.path.isdir(data_dir):
-        raise DatasetError(f"data_dir={data_dir!r}: expected an existing folder of images.")
-    if not os.access(data_dir, os.R_OK | os.X_OK):
-        raise DatasetError(f"data_dir={data_dir!r}: the folder is not readable.")
-    files = sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(data_dir)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-    if not files:
-        raise DatasetError(
-            f"data_dir={data_dir!r} holds no images; expected files ending in "
-            f"{', '.join(IMAGE_EXTENSIONS)}."
-        )
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (OSError, UnidentifiedImageError) as error:
-            raise DatasetError(f"{path}: not a readable image ({error}).") from None
-    return files
-
-
-def folder_classes(files, data_dir):
-    """(class names, label per file): a file's class is its top subfolder under data_dir."""
-    tops = [os.path.relpath(path, data_dir).split(os.sep)[0] for path in files]
-    loose = [path for path, top in zip(files, tops) if os.path.isfile(os.path.join(data_dir, top))]
-    if loose:
-        raise DatasetError(
-            f"data_dir={data_dir!r}: {loose[0]} is not in a class subfolder; class "
-            "labels of a folder come from its subfolders (data_dir/<class>/<image>)."
-        )
-    classes = sorted(set(tops))
-    index = {name: i for i, name in enumerate(classes)}
-    return classes, [index[top] for top in tops]

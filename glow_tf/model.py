@@ -390,7 +390,7 @@ class Glow(keras.Model):
                 if not conditional:
                     function = lambda zs: self._decode(zs, None)  # noqa: E731
                 specs = [[(batch(s), FLOW_DTYPE) for s in self.latent_shapes], *labels]
-            self._compiled_functions[name] = Compiled(self, function, specs)
+            self._compiled_functions[name] = Compiled(self, function, specs, name)
         return self._compiled_functions[name]
 
     @property

@@ -140,6 +140,7 @@ def main(argv, flag_values=FLAGS):
     from glow_tf.datasets import DataConfig, DatasetError
     from glow_tf.runs.files import write_json
 
+    cli.show_phases()
     try:
         check_options(flag_values)
         model_flags.prepare_runtime(flag_values)  # before Keras starts

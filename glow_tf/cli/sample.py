@@ -56,7 +56,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string(
         "attribute", None,
         "With --mode manipulate: the attribute, e.g. digit_3 (digits: each class against the "
-        "rest), Smiling (celeba's 40 attributes), or a column of the folder's CSV.",
+        "rest), Smiling (celeba's 40 attributes), a column of the folder's CSV, or else one "
+        "of the folder's class folders (cat).",
         flag_values=flag_values,
     )
     flags.DEFINE_string(
@@ -68,7 +69,8 @@ def define_flags(flag_values=FLAGS):
     flags.DEFINE_string(
         "attributes_csv", None,
         f"With --mode manipulate and a folder dataset: the attribute CSV (default "
-        f"<data_dir>/{defs.ATTRIBUTES_CSV}): a header row, then per image its path relative to "
+        f"<data_dir>/{defs.ATTRIBUTES_CSV} where it exists; else the folder's classes): a "
+        "header row, then per image its path relative to "
         "the CSV's folder and 0/1 per attribute.",
         flag_values=flag_values,
     )
@@ -175,9 +177,12 @@ def manipulation_picture(trained, attribute, scales, n, attributes_csv=None):
         )
     csv_path = attributes_csv
     if csv_path is None and data.dataset == "folder":
-        csv_path = os.path.join(data.data_dir, defs.ATTRIBUTES_CSV)
+        # Without its CSV, a folder's attributes are its classes.
+        default = os.path.join(data.data_dir, defs.ATTRIBUTES_CSV)
+        csv_path = default if os.path.isfile(default) else None
     direction = attribute_direction(trained, attribute, csv_path)
-    images, _, _ = attributes_lib.load_attributes(data, "test", csv_path, max_images=n)
+    images, _, _ = attributes_lib.load_attributes(data, "test", csv_path, max_images=n,
+                                                  spread=True)
     moved = manipulation.manipulate(model, images, direction, scales)
     return _grid(model, moved.reshape(-1, *moved.shape[2:]), len(scales))
 
@@ -201,7 +206,7 @@ def attribute_direction(trained, attribute, csv_path=None):
     directions = store.read_directions(path, key) if path else None
     if directions is None:
         images, values, names = attributes_lib.load_attributes(
-            trained.data, "train", csv_path, max_images=defs.ATTRIBUTE_IMAGES
+            trained.data, "train", csv_path, max_images=defs.ATTRIBUTE_IMAGES, spread=True
         )
         # Attributes that all or none of these images have give no direction.
         usable = [i for i in range(len(names)) if 0 < values[:, i].sum() < len(values)]
@@ -233,6 +238,7 @@ def main(argv, flag_values=FLAGS):
     from glow_tf.analysis.images import write_png
     from glow_tf.datasets import DatasetError
 
+    cli.show_phases()
     try:
         check_options(flag_values)
         model_flags.prepare_runtime(flag_values)  # before Keras starts

@@ -41,6 +41,7 @@ def main(argv, flag_values=FLAGS):
 
 
 def _main(program, flag_values):
+    cli.show_phases()
     settings = settings_lib.settings_from_flags(flag_values)
     try:
         configs = settings_lib.configs_from(settings)

@@ -14,6 +14,7 @@ command-line tools default to. Backend-agnostic. Two weights formats load:
 import collections
 import os
 
+from glow_tf import phases
 from glow_tf.runs.files import read_json
 from glow_tf.runs.folder import CONFIG, WEIGHTS, RunDirError
 
@@ -137,6 +138,7 @@ def load_model(run_dir=None, *, weights=None, which="newest", model_config=None)
             f"weights={weights!r}: no config.json beside them; give their architecture "
             "(model_config, or the architecture flags)."
         )
+    phases.report(f"Building the model and loading its weights from {weights} ...")
     model = Glow(model_config)
     _load_weights(model, weights)
     return Loaded(model, config, config_path, run_dir, weights)

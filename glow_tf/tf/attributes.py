@@ -4,13 +4,15 @@ Three sources, each giving (uint8 images, an (N, A) 0/1 matrix, A names):
 
 - CelebA (`celeba`): the 40 attributes of tensorflow-datasets `celeb_a`
   (Smiling, Blond_Hair, Young, ...), the paper's figure 5.
-- A dataset with classes (digits, mnist, cifar10, ...): each class one
-  against the rest, named digit_0 .. digit_9 for the digit datasets and
-  class_0, class_1, ... otherwise.
+- A dataset with classes (digits, mnist, cifar10, ..., an image folder with
+  class folders): each class one against the rest, named digit_0 ..
+  digit_9 for the digit datasets, by the class folder's name for a folder
+  ("cat"), and class_0, class_1, ... otherwise.
 - An image folder with a CSV file: a header row (a name for the file column,
   then one name per attribute), then one row per image: its path relative
   to the CSV's folder, then 0 or 1 per attribute. Every 10th row (the 10th,
-  20th, ...) is the test split, as for `--dataset folder`.
+  20th, ...) is the test split, as for a folder without split folders
+  (glow_tf.image_folders.held_out).
 """
 
 import csv
@@ -19,34 +21,43 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from glow_tf.datasets import FOLDER_TEST_EVERY, SOURCES, DatasetError, num_classes
-from glow_tf.tf import pipelines
+from glow_tf import image_folders
+from glow_tf.datasets import SOURCES, DatasetError, num_classes
+from glow_tf.tf import pipelines, tfds_sources
 
 DIGIT_DATASETS = ("digits", "mnist")
 
 
-def load_attributes(config, split, csv_path=None, max_images=None):
+def load_attributes(config, split, csv_path=None, max_images=None, spread=False):
     """(images, attributes, names) of one split ("train" or "test").
 
     Args:
         config: the DataConfig of the model's data (size, channels, bits).
-        csv_path: the attribute CSV, for `config.dataset == "folder"`.
+        csv_path: the attribute CSV, for `config.dataset == "folder"`; None
+            for a folder's classes.
         max_images: read at most this many images (default all).
+        spread: take the max_images evenly spaced through the split, not
+            the first ones: a split sorted by class (a folder's) starts with
+            the first classes only.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}: expected 'train' or 'test'.")
     if config.dataset == "celeba":
         examples, names = _celeba(config, split)
-    elif config.dataset == "folder":
+    elif config.dataset == "folder" and csv_path is not None:
         examples, names = _csv(config, split, csv_path)
-    elif SOURCES[config.dataset].num_classes:
+    elif SOURCES[config.dataset].num_classes or config.dataset == "folder":
         examples, names = _one_vs_rest(config, split)
     else:
         raise DatasetError(
             f"dataset={config.dataset!r} has no attributes; attribute manipulation needs "
-            "celeba, a dataset with classes, or an image folder with an attribute CSV."
+            "celeba, a dataset with classes, or an image folder with class folders or an "
+            "attribute CSV."
         )
     if max_images:
+        count = int(examples.cardinality())
+        if spread and count > max_images:
+            examples = examples.shard(-(-count // max_images), 0)
         examples = examples.take(max_images)
     batches = list(examples.batch(1024).as_numpy_iterator())
     if not batches:
@@ -57,9 +68,12 @@ def load_attributes(config, split, csv_path=None, max_images=None):
 
 
 def _one_vs_rest(config, split):
-    count = num_classes(config)
-    prefix = "digit" if config.dataset in DIGIT_DATASETS else "class"
-    names = [f"{prefix}_{k}" for k in range(count)]
+    if config.dataset == "folder":
+        names = list(image_folders.find(config.data_dir).check_classes())
+    else:
+        prefix = "digit" if config.dataset in DIGIT_DATASETS else "class"
+        names = [f"{prefix}_{k}" for k in range(num_classes(config))]
+    count = len(names)
     examples = pipelines.load_split(config, split, labels=True).map(
         lambda example: (example["images"], tf.one_hot(example["labels"], count, dtype=tf.int32))
     )
@@ -67,15 +81,10 @@ def _one_vs_rest(config, split):
 
 
 def _celeba(config, split):
-    import tensorflow_datasets as tfds
-
     source = SOURCES["celeba"]
-    builder = tfds.builder(source.tfds_name, data_dir=config.data_dir)
+    builder = tfds_sources.prepared("celeba", source, config.data_dir)
     names = list(builder.info.features["attributes"].keys())
-    dataset = tfds.load(
-        source.tfds_name, split="train" if split == "train" else source.test_split,
-        data_dir=config.data_dir,
-    )
+    dataset = builder.as_dataset(split="train" if split == "train" else source.test_split)
     return dataset.map(
         lambda example: (
             pipelines.prepare_image(example["image"], source, config),
@@ -126,8 +135,7 @@ def read_attribute_csv(csv_path):
 
 def _csv(config, split, csv_path):
     paths, values, names = read_attribute_csv(csv_path)
-    is_test = np.arange(len(paths)) % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1
-    wanted = is_test == (split == "test")
+    wanted = np.asarray(image_folders.held_out(len(paths))) == (split == "test")
     source = SOURCES["folder"]
     channels = config.channel_size
     examples = tf.data.Dataset.from_tensor_slices(

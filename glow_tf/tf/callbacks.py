@@ -16,7 +16,10 @@ an epoch's end whose weights are not finite, and every checkpoint write
 first checks the weights (`weights_are_finite`), which keeps the files on
 disk at the last finite state.
 
-Both are backend-agnostic Keras callbacks. On JAX, Keras keeps the
+`ReportFirstStep` says, as a run's first step starts, that it includes
+tracing and compiling the training step, and then how long it took.
+
+All are backend-agnostic Keras callbacks. On JAX, Keras keeps the
 weights apart from the model during an epoch and reattaches them when a
 callback reads `self.model`, so the per-step hooks here read only the logs
 and a Python step count, and touch the model when they write.
@@ -32,6 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from glow_tf import phases
 from glow_tf.runs import files, state
 from glow_tf.runs.folder import BEST_STATE, LEGACY_BACKUP_WEIGHTS
 from glow_tf.tf import polyak
@@ -418,3 +422,32 @@ def weights_are_finite(model):
     else:
         values = _weight_values(model)
     return all(np.isfinite(v).all() for v in values if v.dtype.kind == "f")
+
+
+class ReportFirstStep(keras.callbacks.Callback):
+    """Reports (glow_tf.phases) the start of fit's first step, which compiles the step, and its time.
+
+    `fit` traces and compiles the training step in its first call (XLA or
+    a TensorFlow graph, or jax.jit): for a deep Glow on a CPU, minutes
+    before the first step ends. Attribute `seconds`: the first step's wall
+    time, compilation included (None before it ends).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = None
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._start is None:
+            phases.report("Tracing and compiling the training step; the first step "
+                          "includes it ...")
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds is None and self._start is not None:
+            if logs and "loss" in logs:
+                _float(logs["loss"])  # waits for the step's result (dispatch is asynchronous)
+            self.seconds = time.perf_counter() - self._start
+            phases.report(f"First step done in {self.seconds:.1f} s, compiling the step "
+                          "included.")

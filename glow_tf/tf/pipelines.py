@@ -12,20 +12,14 @@ are zero-padded, centred, to a larger `img_size` (MNIST's 28x28 becomes
 (antialiased bilinear).
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
-from glow_tf.tf import augment
-
-from glow_tf.datasets import (
-    DIGITS_NUM_TRAIN,
-    FOLDER_TEST_EVERY,
-    SOURCES,
-    DatasetError,
-    folder_classes,
-    folder_images,
-    num_classes,
-)
+from glow_tf import image_folders, phases
+from glow_tf.datasets import DIGITS_NUM_TRAIN, SOURCES, DatasetError, num_classes
+from glow_tf.tf import augment, tfds_sources
 
 _SHUFFLE_BUFFER = 10_000
 
@@ -42,18 +36,22 @@ def load_split(config, split, labels=False):
     if labels:
         num_classes(config)  # a dataset without labels fails here, by name
     source = SOURCES[config.dataset]
-    if config.dataset == "digits":
-        examples = tf.data.Dataset.from_tensor_slices(_digits(split))
-    elif config.dataset == "folder":
-        examples = _folder(config, split)
+    if config.dataset == "folder":
+        examples = _folder(config, split)  # prepared already
     else:
-        examples = _tfds(source, config, split)
-
-    def prepare(image, label):
-        image = prepare_image(image, source, config)
-        return {"images": image, "labels": tf.cast(label, tf.int32)} if labels else image
-
-    return examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if config.dataset == "digits":
+            examples = tf.data.Dataset.from_tensor_slices(_digits(split))
+        else:
+            examples = _tfds(source, config, split)
+        examples = examples.map(
+            lambda image, label: (prepare_image(image, source, config), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if labels:
+        return examples.map(
+            lambda image, label: {"images": image, "labels": tf.cast(label, tf.int32)}
+        )
+    return examples.map(lambda image, label: image)
 
 
 def make_datasets(config, batch_size, seed=0, labels=False):
@@ -123,6 +121,8 @@ def num_examples(dataset):
 def _digits(split):
     from sklearn.datasets import load_digits
 
+    phases.report(f"Reading the digits {_SPLIT_NAMES[split]} images (scikit-learn) ...")
+
     digits = load_digits()
     levels = digits.images.astype(np.int64)  # (1797, 8, 8), 0..16
     images = (levels * 255 // 16).astype(np.uint8)[..., None]
@@ -132,44 +132,83 @@ def _digits(split):
 
 
 def _tfds(source, config, split):
-    import tensorflow_datasets as tfds
-
+    builder = tfds_sources.prepared(config.dataset, source, config.data_dir)
     tfds_split = "train" if split == "train" else source.test_split
-    dataset = tfds.load(
-        source.tfds_name, split=tfds_split, data_dir=config.data_dir,
-        shuffle_files=split == "train",
-    )
+    dataset = builder.as_dataset(split=tfds_split, shuffle_files=split == "train")
     return dataset.map(
         lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64)))
     )
 
 
 def _folder(config, split):
-    files = folder_images(config.data_dir)
-    if len(files) < 2:
-        raise DatasetError(
-            f"data_dir={config.data_dir!r} holds {len(files)} image, expected at "
-            "least 2 (one for training, one for testing)."
+    """The folder's split as prepared (image, label) pairs, decoded once where they fit.
+
+    Decoding is the check that every file is an image: a folder that fits
+    in memory (image_folders.IN_MEMORY_BYTES) is decoded here, in parallel,
+    and a file that does not decode is named; a larger one has every
+    file's header checked first, and is decoded anew in every epoch.
+    """
+    layout = image_folders.find(config.data_dir)
+    _report_found(layout, config)
+    files, labels = list(layout.files(split)), np.asarray(layout.labels(split), np.int32)
+    total = (len(layout.train) + len(layout.test)) * int(np.prod(config.image_shape))
+    if total <= image_folders.IN_MEMORY_BYTES:
+        phases.report(
+            f"Decoding the {len(files):,} {_SPLIT_NAMES[split]} images into memory "
+            f"({len(files) * np.prod(config.image_shape) / 2**20:,.0f} MiB; once per run) ..."
         )
-    index = np.arange(len(files))
-    is_test = index % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1
-    if not is_test.any():  # fewer than 10 files: the last one tests
-        is_test[-1] = True
-    try:
-        labels = folder_classes(files, config.data_dir)[1]
-    except DatasetError:
-        labels = [-1] * len(files)  # checked by num_classes when labels are asked for
-    wanted = is_test == (split == "test")
-    chosen = [f for f, keep in zip(files, wanted) if keep]
-    labels = [label for label, keep in zip(labels, wanted) if keep]
-    channels = config.channel_size
-    return tf.data.Dataset.from_tensor_slices((chosen, np.asarray(labels, np.int32))).map(
-        lambda path, label: (
-            tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False),
-            label,
-        ),
+        return tf.data.Dataset.from_tensor_slices((_decode_all(files, config), labels))
+    phases.report(f"Checking the {len(files):,} {_SPLIT_NAMES[split]} image files ...")
+    image_folders.check_images(files)
+    return tf.data.Dataset.from_tensor_slices((files, labels)).map(
+        lambda path, label: (_decode_file(path, config), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+
+
+_SPLIT_NAMES = {"train": "training", "test": "test"}
+# (data_dir, image shape) of the folders described so far: a tool loads
+# both splits of one folder, which is described once.
+_described = set()
+
+
+def _report_found(layout, config):
+    key = (os.path.abspath(layout.data_dir), config.image_shape)
+    if key not in _described:
+        _described.add(key)
+        phases.report(layout.describe(config.image_shape))
+
+
+def _decode_file(path, config):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=config.channel_size,
+                               expand_animations=False)
+    return prepare_image(image, SOURCES["folder"], config)
+
+
+_DECODE_BATCH = 512
+
+
+def _decode_all(files, config):
+    """Every file decoded and prepared, as one uint8 array; DatasetError naming a bad file."""
+    decoded = tf.data.Dataset.from_tensor_slices(files).map(
+        lambda path: _decode_file(path, config), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).batch(_DECODE_BATCH)
+    batches = []
+    try:
+        for batch in decoded.as_numpy_iterator():
+            batches.append(batch)
+    except tf.errors.OpError:
+        # The error does not say which file; the batch it came in does.
+        start = len(batches) * _DECODE_BATCH
+        for path in files[start:start + _DECODE_BATCH] + files[:start]:
+            try:
+                _decode_file(path, config)
+            except tf.errors.OpError as error:
+                reason = error.message.splitlines()[0] if error.message else "cannot be decoded"
+                raise DatasetError(image_folders.not_an_image(path, reason)) from None
+        raise
+    return np.concatenate(batches)
 
 
 # ---- one image to the asked size, channels and depth ----
@@ -206,6 +245,17 @@ def _to_size(image, size, pad_to_grow):
         return tf.image.pad_to_bounding_box(
             image, (size - height) // 2, (size - width) // 2, size, size
         )
+    if height is None or width is None:
+        # A decoded file's size is known only when it runs; one of the asked
+        # size is kept as it is (resizing it would give it back, slower).
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+        image = tf.cond(same, lambda: image, lambda: _resize(image, size))
+        image.set_shape((size, size, image.shape[-1]))
+        return image
+    return _resize(image, size)
+
+
+def _resize(image, size):
     # Antialiased bilinear: a proper low-pass filter when shrinking.
     resized = tf.image.resize(
         tf.cast(image, tf.float32), (size, size), method="bilinear", antialias=True

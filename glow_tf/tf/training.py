@@ -18,13 +18,20 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from glow_tf import phases
 from glow_tf import precision as precision_lib
 from glow_tf.model import Glow
 from glow_tf.runs import RunDir, load_model, state
 from glow_tf.runs.files import save_weights
 from glow_tf.tf import distribute, faults, optimizers, polyak
 from glow_tf.tf import pipelines
-from glow_tf.tf.callbacks import RunCheckpoint, StopOnDivergence, UseAverages, check_backup
+from glow_tf.tf.callbacks import (
+    ReportFirstStep,
+    RunCheckpoint,
+    StopOnDivergence,
+    UseAverages,
+    check_backup,
+)
 from glow_tf.tf.schedules import LinearWarmup
 from glow_tf.tf.summaries import GlowSummaries
 from glow_tf.tf.test_pass import TestPass
@@ -60,6 +67,14 @@ def make_optimizer(config, steps_per_epoch, model=None):
     return precision_lib.with_loss_scaling(optimizer, config.precision)
 
 
+def describe_model(config):
+    """'a Glow of L=3 levels x K=32 steps, width 512, affine coupling, 32x32x3 images'."""
+    height, width, channels = config.image_shape
+    return (f"a Glow of L={config.l_glow} levels x K={config.k_glow} steps, width "
+            f"{config.hidden_channels}, {config.coupling} coupling, {height}x{width}x{channels} "
+            "images")
+
+
 def _is_kernel(variable):
     return variable.path.split("/")[-1] == "kernel"
 
@@ -90,9 +105,12 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
     distribution.check_global_batch(training_config.batch_size)
     train = distribution.prepare_dataset(train)
     with distribution.scope():
+        phases.report(f"Building the model: {describe_model(model_config)} ...")
         with precision_lib.precision_scope(training_config.precision):
             model = Glow(model_config, remat=training_config.remat)
         if init_images is not None:
+            phases.report(f"Initialising the ActNorm layers from {len(init_images)} training "
+                          "images (one pass, not compiled) ...")
             model.initialize(init_images)
         model.compile(
             optimizer=make_optimizer(training_config, steps_per_epoch, model),
@@ -261,6 +279,7 @@ def _train(model_config, data_config, training_config, run, config, distribution
     # the summaries see the Polyak averages, if any.
     use_averages, use_raw_weights = UseAverages.pair()
     all_callbacks = [
+        ReportFirstStep(),
         divergence,
         use_averages,
         test_pass,

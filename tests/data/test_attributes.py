@@ -8,13 +8,14 @@ tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from glow_tf import DataConfig  # noqa: E402
+from tests.tfds_mock import mock_data  # noqa: E402
 from glow_tf.datasets import DatasetError  # noqa: E402
 from glow_tf.tf import attributes  # noqa: E402
 
 
 def test_celeba_attributes_on_mock_data():
     config = DataConfig("celeba", img_size=16, n_bits=5)
-    with tfds.testing.mock_data(num_examples=6):
+    with mock_data(num_examples=6):
         images, values, names = attributes.load_attributes(config, "train")
         raw = list(tfds.load("celeb_a", split="train").as_numpy_iterator())
     assert images.shape == (6, 16, 16, 3) and images.dtype == np.uint8

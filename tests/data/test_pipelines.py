@@ -9,6 +9,7 @@ from PIL import Image
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
+from tests.tfds_mock import mock_data  # noqa: E402
 from glow_tf.datasets import DataConfig, DatasetError  # noqa: E402
 from glow_tf.tf import pipelines as data  # noqa: E402
 
@@ -94,7 +95,7 @@ def test_bad_data_config_names_the_value(fields, message):
 )
 def test_tfds_sources_on_mock_data(dataset, img_size, channels):
     config = DataConfig(dataset, img_size=img_size, channel_size=channels, n_bits=5)
-    with tfds.testing.mock_data(num_examples=10):
+    with mock_data(num_examples=10):
         train, test = data.make_datasets(config, batch_size=4, seed=0)
         batch = next(iter(train)).numpy()
         test_images = np.concatenate(list(test.as_numpy_iterator()))
@@ -105,7 +106,7 @@ def test_tfds_sources_on_mock_data(dataset, img_size, channels):
 
 
 def test_mnist_is_padded_from_28_to_32():
-    with tfds.testing.mock_data(num_examples=4):
+    with mock_data(num_examples=4):
         raw = next(iter(tfds.load("mnist", split="test")))["image"].numpy()
         padded = split_array(DataConfig("mnist", img_size=32, n_bits=8), "test")[0]
     assert raw.shape == (28, 28, 1)
