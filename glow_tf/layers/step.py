@@ -47,8 +47,8 @@ class FlowStep(Chain):
         super().__init__([
             ActNorm(log_scale_factor=log_scale_factor, dtype=dtype, name="actnorm"),
             mixing,
-            Coupling(hidden_channels, affine=coupling == "affine", seed=coupling_seed, log_scale_factor=log_scale_factor, dtype=dtype,
-                     name="coupling"),
+            Coupling(hidden_channels, affine=coupling == "affine", seed=coupling_seed,
+                     log_scale_factor=log_scale_factor, dtype=dtype, name="coupling"),
         ], **kwargs)
         self.hidden_channels = hidden_channels
         self.coupling = coupling
