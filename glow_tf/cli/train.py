@@ -66,8 +66,8 @@ def _main(program, flag_values):
             faults.TrainingWriteError, training.TrainingDiverged) as error:
         cli.end_progress_line()  # the error may come in the middle of an epoch
         cli.fail(program, error)
-    print(result.summary)
     try:
+        print(result.summary)
         interrupts.finish()  # from here on, a Ctrl-C changes nothing
     except KeyboardInterrupt:
         raise faults.interruption(RunDir(run_dir), finished=True) from None
