@@ -136,41 +136,19 @@ def main(argv, flag_values=FLAGS):
     program = cli.program(argv)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from glow_tf.analysis.images import write_png
-    from glow_tf.datasets import DataConfig, DatasetError
-    from glow_tf.runs.files import write_json
+    from glow_tf.datasets import DatasetError
 
     cli.show_phases()
     written = []  # the files of the OOD report, each written whole or not at all
     try:
         check_options(flag_values)
         model_flags.prepare_runtime(flag_values)  # before Keras starts
-        from glow_tf.analysis import plots, scores
-        from glow_tf.tf.pipelines import load_split
-
         model, data_config, run_dir, weights = model_flags.load_model(flag_values)
-        ood_config = None
-        if flag_values.ood_dataset:
-            ood_config = DataConfig(
-                dataset=flag_values.ood_dataset, img_size=data_config.img_size,
-                channel_size=data_config.channel_size, n_bits=data_config.n_bits,
-                data_dir=flag_values.ood_data_dir,
-            )
-            load_split(ood_config, "test")  # a bad OOD dataset fails now, before any output
+        ood_config = checked_ood_config(flag_values, data_config)
         # Read before any output, so that a damaged metrics.json fails first.
         reported = reported_bits_per_dim(run_dir, weights)
-        conditional = model.config.num_classes > 0
-        bpd = scores.per_image_bits_per_dim(
-            model,
-            test_batches(data_config, flag_values.batch_size, conditional, flag_values.max_images),
-            flag_values.eval_seed,
-        )
-        mean, error = scores.mean_and_standard_error(bpd)
-        print(f"Test bits/dim on {data_config.dataset} ({bpd.size} images): "
-              f"{mean:.4f} +- {error:.4f} (standard error)")
-        if reported is not None:
-            which, value = reported
-            print(f"main.py reported {value:.4f} for these weights (the {which} of {run_dir}).")
+        bpd = score_test_split(model, data_config, flag_values)
+        print_test_bits_per_dim(bpd, data_config, reported, run_dir)
         if ood_config is None:
             interrupts.finish()
             return
@@ -182,31 +160,92 @@ def main(argv, flag_values=FLAGS):
         out = flag_values.out or os.path.join(
             defs.EVALUATION_DIR, f"ood_{data_config.dataset}_vs_{ood}.png"
         )
-        picture = plots.histograms(
-            {f"{data_config.dataset} (in)": in_bpd, f"{ood} (OOD)": ood_bpd},
-            title=f"bits/dim per test image; AUROC {area:.3f}",
-        )
-        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-        write_png(out, picture)
-        written.append(out)
-        summary = {"in": scores.mean_and_standard_error(in_bpd),
-                   "ood": scores.mean_and_standard_error(ood_bpd)}
-        numbers = os.path.splitext(out)[0] + ".json"
-        write_json(numbers, {
-            "in_dataset": data_config.dataset, "ood_dataset": ood, "auroc": area,
-            "in_bits_per_dim": {"mean": summary["in"][0], "standard_error": summary["in"][1],
-                                "n": int(in_bpd.size)},
-            "ood_bits_per_dim": {"mean": summary["ood"][0], "standard_error": summary["ood"][1],
-                                 "n": int(ood_bpd.size)},
-        })
-        written.append(numbers)
+        write_ood_report(out, (data_config.dataset, in_bpd), (ood, ood_bpd), area, written)
         interrupts.finish()
     except BaseException as error:
         cli.stop(program, error, (ValueError, DatasetError, OSError), cli.written([], written))
-    print(f"OOD ({ood}): {summary['ood'][0]:.4f} +- {summary['ood'][1]:.4f} bits/dim; "
+    print_ood_report(ood, ood_bpd, area, out)
+
+
+def checked_ood_config(flag_values, data_config):
+    """The DataConfig of --ood_dataset at the model's image size, or None; its split loads."""
+    from glow_tf.datasets import DataConfig
+    from glow_tf.tf.pipelines import load_split
+
+    if not flag_values.ood_dataset:
+        return None
+    ood_config = DataConfig(
+        dataset=flag_values.ood_dataset, img_size=data_config.img_size,
+        channel_size=data_config.channel_size, n_bits=data_config.n_bits,
+        data_dir=flag_values.ood_data_dir,
+    )
+    load_split(ood_config, "test")  # a bad OOD dataset fails now, before any output
+    return ood_config
+
+
+def score_test_split(model, data_config, flag_values):
+    """The bits/dim of each test image, one draw of noise of seed --eval_seed each."""
+    from glow_tf.analysis import scores
+
+    conditional = model.config.num_classes > 0
+    return scores.per_image_bits_per_dim(
+        model,
+        test_batches(data_config, flag_values.batch_size, conditional, flag_values.max_images),
+        flag_values.eval_seed,
+    )
+
+
+def print_test_bits_per_dim(bpd, data_config, reported, run_dir):
+    """The test bits/dim as mean +- standard error, and what main.py reported, if it did."""
+    from glow_tf.analysis import scores
+
+    mean, error = scores.mean_and_standard_error(bpd)
+    print(f"Test bits/dim on {data_config.dataset} ({bpd.size} images): "
+          f"{mean:.4f} +- {error:.4f} (standard error)")
+    if reported is not None:
+        which, value = reported
+        print(f"main.py reported {value:.4f} for these weights (the {which} of {run_dir}).")
+
+
+def print_ood_report(ood, ood_bpd, area, out):
+    """The OOD images' bits/dim, the AUROC, and the PNG's path."""
+    from glow_tf.analysis import scores
+
+    mean, error = scores.mean_and_standard_error(ood_bpd)
+    print(f"OOD ({ood}): {mean:.4f} +- {error:.4f} bits/dim; "
           f"AUROC of bits/dim as OOD score: {area:.4f} (1: separates, 0.5: chance, "
           "< 0.5: the model prefers the OOD images)")
     print(out)
+
+
+def write_ood_report(out, ins, oods, area, written):
+    """The histograms PNG `out` and the JSON of its numbers beside it, each added to `written`.
+
+    `ins`, `oods`: (name, bits/dim of each image) of the test split and of the OOD images.
+    """
+    from glow_tf.analysis import plots, scores
+    from glow_tf.analysis.images import write_png
+    from glow_tf.runs.files import write_json
+
+    (in_name, in_bpd), (ood, ood_bpd) = ins, oods
+    picture = plots.histograms(
+        {f"{in_name} (in)": in_bpd, f"{ood} (OOD)": ood_bpd},
+        title=f"bits/dim per test image; AUROC {area:.3f}",
+    )
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    write_png(out, picture)
+    written.append(out)
+
+    def summary(values):
+        mean, error = scores.mean_and_standard_error(values)
+        return {"mean": mean, "standard_error": error, "n": int(values.size)}
+
+    numbers = os.path.splitext(out)[0] + ".json"
+    write_json(numbers, {
+        "in_dataset": in_name, "ood_dataset": ood, "auroc": area,
+        "in_bits_per_dim": summary(in_bpd), "ood_bits_per_dim": summary(ood_bpd),
+    })
+    written.append(numbers)
 
 
 def run():

@@ -61,12 +61,13 @@ def _main(program, flag_values):
 
     run_dir = settings_lib.run_dir_of(settings)
     try:
-        training.train_and_evaluate(*configs, run_dir)
+        result = training.train_and_evaluate(*configs, run_dir)
     except (DatasetError, DistributionError, RunDirError, WeightsError, StateError, WriteError,
             faults.TrainingWriteError, training.TrainingDiverged) as error:
         cli.end_progress_line()  # the error may come in the middle of an epoch
         cli.fail(program, error)
     try:
+        print(result.summary)
         interrupts.finish()  # from here on, a Ctrl-C changes nothing
     except KeyboardInterrupt:
         raise faults.interruption(RunDir(run_dir), finished=True) from None

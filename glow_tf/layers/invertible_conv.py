@@ -104,6 +104,11 @@ class Invertible1x1Conv(Bijector):
             return self._constants[0]
         return ops.inv(self.weight())
 
+    @property
+    def holds_constants(self):
+        """Whether W^-1 and log|det W| are constants (within `constant_decompositions`)."""
+        return self._constants is not None
+
     @contextlib.contextmanager
     def constant_decompositions(self):
         """Within it, W^-1 and log|det W| are constants computed on entry.

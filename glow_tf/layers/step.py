@@ -126,7 +126,7 @@ class FlowSteps(Chain):
         (`constant_decompositions`, for an export).
         """
         return not any(getattr(layer, "data_init", False)
-                       or getattr(layer, "_constants", None) is not None
+                       or getattr(layer, "holds_constants", False)
                        for layer in layers_within(self))
 
     def _run(self, x, labels, inverse):

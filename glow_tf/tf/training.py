@@ -135,9 +135,32 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
     return model, history
 
 
+class TrainingResult:
+    """What `train_and_evaluate` returns: the model, its metrics, and how the run ended.
+
+    Unpacks as `model, metrics = train_and_evaluate(...)`.
+
+    Attributes:
+        model: the trained model; None on a worker other than the chief
+            when the run was finished already.
+        metrics: what metrics.json holds (a worker other than the chief:
+            {"steps": its step count}, or {}).
+        summary: one line saying how the run ended, which main.py prints
+            last ("Test bits/dim: 3.4520 (run folder: ...)").
+    """
+
+    def __init__(self, model, metrics, summary):
+        self.model = model
+        self.metrics = metrics
+        self.summary = summary
+
+    def __iter__(self):
+        return iter((self.model, self.metrics))
+
+
 def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
                        callbacks=(), verbose="auto", distribution=None):
-    """Trains in `run_dir` (resuming what is there); returns (model, metrics).
+    """Trains in `run_dir` (resuming what is there); returns a TrainingResult.
 
     A new folder starts a run. A folder holding an interrupted run with the
     same hyperparameters resumes it from its last backup, without repeating
@@ -157,32 +180,21 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     `run_dir` (see glow_tf.tf.distribute).
 
     Returns:
-        the trained model and the metrics written to metrics.json, whose
+        a TrainingResult, which unpacks as (model, metrics): the trained
+        model and the metrics written to metrics.json, whose
         "test_bits_per_dim" is the final weights' test bits/dim (the test
         pass of glow_tf.tf.test_pass: dequantisation noise of seed
         `training_config.seed`, the same in every epoch). A worker other
         than the chief returns its model (None if the run was finished
         already) and {"steps": its step count}.
     """
-    if model_config.image_shape != data_config.image_shape:
-        raise ValueError(
-            f"The model expects images of shape {model_config.image_shape} but the "
-            f"data config gives {data_config.image_shape}."
-        )
-    if model_config.n_bits != data_config.n_bits:
-        raise ValueError(
-            f"n_bits differs: {model_config.n_bits} in the model config, "
-            f"{data_config.n_bits} in the data config."
-        )
+    _check_shapes_agree(model_config, data_config)
     # Before any other TensorFlow op: MultiWorkerMirroredStrategy requires it.
     if distribution is None:
         distribution = distribute.get_distribution(training_config.strategy)
     distribution.check_global_batch(training_config.batch_size)
-    config = {
-        "model": model_config.to_dict(),
-        "data": data_config.to_dict(),
-        "training": training_config.to_dict(),
-    }
+    config = {"model": model_config.to_dict(), "data": data_config.to_dict(),
+              "training": training_config.to_dict()}
     # Only the chief (the one process, or worker 0 of several) writes in
     # run_dir. Every other worker runs the same code in a scratch folder of
     # its own, deleted at the end: the same callbacks reading the same
@@ -201,28 +213,89 @@ def train_and_evaluate(model_config, data_config, training_config, run_dir, *,
     except tf.errors.UnavailableError as error:
         if not distribution.multi_worker:
             raise
-        # TensorFlow's message starts "Graph execution error:"; its cause follows.
-        lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
-        reason = next((line for line in lines if "unhealthy" in line), lines[-1] if lines else "")
-        raise distribute.DistributionError(
-            f"Another worker of the cluster stopped or cannot be reached ({reason}). Stop "
-            "every worker, then start the same commands again: they resume from the chief's "
-            + (f"backup in {run_dir}." if writer else "backup.")
-        ) from None
+        raise _worker_lost(error, run_dir if writer else None) from None
     finally:
         run.unlock()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _check_shapes_agree(model_config, data_config):
+    if model_config.image_shape != data_config.image_shape:
+        raise ValueError(
+            f"The model expects images of shape {model_config.image_shape} but the "
+            f"data config gives {data_config.image_shape}."
+        )
+    if model_config.n_bits != data_config.n_bits:
+        raise ValueError(
+            f"n_bits differs: {model_config.n_bits} in the model config, "
+            f"{data_config.n_bits} in the data config."
+        )
+
+
+def _worker_lost(error, run_dir):
+    """The DistributionError for a collective that another worker left; run_dir: the chief's."""
+    # TensorFlow's message starts "Graph execution error:"; its cause follows.
+    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    reason = next((line for line in lines if "unhealthy" in line), lines[-1] if lines else "")
+    return distribute.DistributionError(
+        f"Another worker of the cluster stopped or cannot be reached ({reason}). Stop "
+        "every worker, then start the same commands again: they resume from the chief's "
+        + (f"backup in {run_dir}." if run_dir is not None else "backup.")
+    )
+
+
 def _train(model_config, data_config, training_config, run, config, distribution, progress,
            callbacks, verbose):
     """train_and_evaluate in `run` (run_dir, or a worker's scratch folder)."""
+    start, metrics, train, test = _how_to_start(
+        model_config, data_config, training_config, run, config, distribution, progress
+    )
+    if start == _FINISHED:
+        progress.finished = True
+        return _already_finished(run, model_config, metrics, distribution.is_chief)
+    if distribution.num_replicas > 1:
+        index, count = distribution.worker
+        phases.report(
+            f"Training with strategy {distribution.name}: {distribution.num_replicas} replicas "
+            f"of {training_config.batch_size // distribution.num_replicas} images each"
+            + (f"; this is worker {index} of {count}." if count > 1 else ".")
+        )
+    resuming = start == _RESUME
+    steps_per_epoch = progress.steps_per_epoch
+    init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
+    weights = HostWeights()  # the host copy of the weights that the callbacks share
+    divergence = StopOnDivergence(weights)
+    test_pass = TestPass(test, training_config.batch_size, weights, seed=training_config.seed)
+    checkpoint = RunCheckpoint(
+        run, training_config.epochs, training_config.backup_every, steps_per_epoch, weights,
+        resume=resuming,
+        share_state=distribution.share_chief_state if distribution.multi_worker else None,
+    )
+    all_callbacks = _callbacks_in_order(run, training_config, weights, divergence, test_pass,
+                                        checkpoint, callbacks)
+    model, _ = build_and_fit(
+        model_config, training_config, train, None,
+        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
+        verbose=verbose, distribution=distribution,
+    )
+    _check_converged(divergence, checkpoint, run, distribution.is_chief)
+    result = _final_test(model, run, test_pass, distribution)
+    progress.finished = True
+    return result
+
+
+def _how_to_start(model_config, data_config, training_config, run, config, distribution,
+                  progress):
+    """(start, metrics, train, test): how the run starts, as the chief decided.
+
+    Everything that can refuse the run (the folder, then the data) is
+    checked before anything is written, so a refused run leaves no trace.
+    A finished run loads no data: its train and test are None.
+    """
     writer = distribution.is_chief
-    start = _START_TRAINING
+    train = test = None
     try:
-        # Everything that can refuse the run (the folder, then the data) is
-        # checked before anything is written, so a refused run leaves no trace.
         run.check(config)
         metrics = run.read_metrics()
         if metrics.get("finished") and metrics.get("epochs_completed", 0) >= training_config.epochs:
@@ -246,40 +319,28 @@ def _train(model_config, data_config, training_config, run, config, distribution
         raise distribute.DistributionError(
             "The chief (worker 0) stopped before training; its output says why."
         )
-    if start == _FINISHED:
-        progress.finished = True
-        if not writer:
-            print("The chief's run is finished; nothing to do.")
-            return None, {}
-        model = _finished_model(run, model_config)
-        print(
-            f"{run.path} finished {metrics['epochs_completed']} epochs already: "
-            f"test bits/dim {metrics['test_bits_per_dim']:.4f}. Nothing to do."
-        )
-        return model, metrics
+    return start, metrics, train, test
 
-    if distribution.num_replicas > 1:
-        index, count = distribution.worker
-        print(f"Training with strategy {distribution.name}: {distribution.num_replicas} replicas "
-              f"of {training_config.batch_size // distribution.num_replicas} images each"
-              + (f"; this is worker {index} of {count}." if count > 1 else "."))
-    resuming = start == _RESUME
-    steps_per_epoch = progress.steps_per_epoch
-    init_images = None if resuming else pipelines.take_images(train, training_config.n_init)
 
-    weights = HostWeights()  # the host copy of the weights that the callbacks share
-    divergence = StopOnDivergence(weights)
-    test_pass = TestPass(test, training_config.batch_size, weights, seed=training_config.seed)
-    checkpoint = RunCheckpoint(
-        run, training_config.epochs, training_config.backup_every, steps_per_epoch, weights,
-        resume=resuming,
-        share_state=distribution.share_chief_state if distribution.multi_worker else None,
+def _already_finished(run, model_config, metrics, writer):
+    """The TrainingResult of a run that was finished before this call."""
+    if not writer:
+        return TrainingResult(None, {}, "The chief's run is finished; nothing to do.")
+    return TrainingResult(
+        _finished_model(run, model_config), metrics,
+        f"{run.path} finished {metrics['epochs_completed']} epochs already: "
+        f"test bits/dim {metrics['test_bits_per_dim']:.4f}. Nothing to do.",
     )
+
+
+def _callbacks_in_order(run, training_config, weights, divergence, test_pass, checkpoint,
+                        callbacks):
+    """The run's callbacks, in the order `fit` must call them, then the caller's."""
     # In this order: each epoch's test pass puts val_loss in the logs that
     # the summaries, TensorBoard and the checkpoint read; the test pass and
     # the summaries see the Polyak averages, if any.
     use_averages, use_raw_weights = UseAverages.pair(weights)
-    all_callbacks = [
+    return [
         weights,
         ReportFirstStep(),
         faults.StopOnInterrupt(),
@@ -294,19 +355,22 @@ def _train(model_config, data_config, training_config, run, config, distribution
         checkpoint,
         *callbacks,
     ]
-    model, _ = build_and_fit(
-        model_config, training_config, train, None,
-        init_images=init_images, callbacks=all_callbacks, steps_per_epoch=steps_per_epoch,
-        verbose=verbose, distribution=distribution,
-    )
 
-    if divergence.step is not None:
-        if not writer:
-            raise TrainingDiverged(
-                f"Training diverged: {divergence.reason} at step {divergence.step} (epoch "
-                f"{divergence.epoch}). The chief (worker 0) says what its run folder kept."
-            )
-        raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
+
+def _check_converged(divergence, checkpoint, run, writer):
+    """Raises TrainingDiverged if StopOnDivergence stopped `fit`."""
+    if divergence.step is None:
+        return
+    if not writer:
+        raise TrainingDiverged(
+            f"Training diverged: {divergence.reason} at step {divergence.step} (epoch "
+            f"{divergence.epoch}). The chief (worker 0) says what its run folder kept."
+        )
+    raise TrainingDiverged(_diverged_message(divergence, checkpoint.backup_step, run))
+
+
+def _final_test(model, run, test_pass, distribution):
+    """Scores the final weights, marks the run finished in metrics.json; the TrainingResult."""
     metrics = run.read_metrics()
     steps = int(ops.convert_to_numpy(model.optimizer.iterations))
     # The last epoch's test pass scored these weights already, unless no
@@ -315,14 +379,14 @@ def _train(model_config, data_config, training_config, run, config, distribution
         test_pass.run(model)
     metrics.update(test_bits_per_dim=test_pass.bits_per_dim, steps=steps, finished=True)
     run.write_metrics(metrics)
-    progress.finished = True
-    if writer:
-        print(f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})")
+    if distribution.is_chief:
+        summary = f"Test bits/dim: {test_pass.bits_per_dim:.4f} (run folder: {run.path})"
     else:
         index, count = distribution.worker
-        print(f"Worker {index} of {count} trained {steps} steps, to test bits/dim "
-              f"{test_pass.bits_per_dim:.4f}; the chief (worker 0) holds the run in its run folder.")
-    return model, metrics
+        summary = (f"Worker {index} of {count} trained {steps} steps, to test bits/dim "
+                   f"{test_pass.bits_per_dim:.4f}; the chief (worker 0) holds the run in its "
+                   "run folder.")
+    return TrainingResult(model, metrics, summary)
 
 
 # How a run starts, as the chief tells the other workers (_tell_workers).
@@ -364,7 +428,7 @@ def _finished_model(run, model_config):
             save_weights(model, path)
         finally:
             run.unlock()
-        print(f"{path} was missing: written again from {run.backup()}.")
+        phases.report(f"{path} was missing: written again from {run.backup()}.")
         return model
     # WeightsError for a damaged file says to delete it, which leads here again.
     return load_model(run.path).model

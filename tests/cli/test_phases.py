@@ -55,6 +55,9 @@ def test_a_run_tells_its_phases_in_order(tmp_path):
     check_phases(phase_lines(stdout.getvalue()), stdout.getvalue())
     # Each phase line starts a line of its own, even in the middle of the progress bar.
     assert "\nCompiling the model's encode" in stdout.getvalue()
+    # The result comes last.
+    last = stdout.getvalue().splitlines()[-1]
+    assert last.startswith("Test bits/dim: ") and last.endswith(f"(run folder: {tmp_path / 'run'})")
 
 
 def test_the_library_reports_on_a_logger_and_prints_nothing(tmp_path, capsys, caplog):
@@ -66,7 +69,7 @@ def test_the_library_reports_on_a_logger_and_prints_nothing(tmp_path, capsys, ca
     phases.LOGGER.handlers, phases.LOGGER.propagate = [], True
     try:
         with caplog.at_level(logging.INFO, logger="glow_tf.phases"):
-            training.train_and_evaluate(
+            result = training.train_and_evaluate(
                 *configs_for("digits", k_glow=1, l_glow=2, hidden_channels=8, n_init=64,
                              epochs=1, warmup=0.5),
                 tmp_path / "run", verbose=0,
@@ -74,7 +77,9 @@ def test_the_library_reports_on_a_logger_and_prints_nothing(tmp_path, capsys, ca
     finally:
         phases.LOGGER.handlers, phases.LOGGER.propagate = handlers, propagate
     out = capsys.readouterr().out
-    assert not any(line.startswith(tuple(PHASES)) for line in out.splitlines()), out
+    assert out == "", out
+    assert result.summary == (f"Test bits/dim: {result.metrics['test_bits_per_dim']:.4f} "
+                              f"(run folder: {tmp_path / 'run'})")
     check_phases([r.getMessage() for r in caplog.records if r.name == "glow_tf.phases"], out)
 
 

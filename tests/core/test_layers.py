@@ -270,6 +270,19 @@ def test_convolutions_as_matmuls_give_the_same_values(height, width, channels_in
     )
 
 
+def test_a_level_runs_unrolled_while_a_convolution_holds_constants():
+    """The loop runs the first step's math on every step's weights, which a 1x1
+    convolution's constants (computed from its own weights) would bypass."""
+    x = batch((3, 4, 4, 4))
+    steps = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)], loop="loop")
+    steps.build(x.shape)
+    convolution = steps.bijectors[1].bijectors[1]
+    assert isinstance(convolution, Invertible1x1Conv) and steps.looped
+    with convolution.constant_decompositions():
+        assert convolution.holds_constants and not steps.stateless and not steps.looped
+    assert not convolution.holds_constants and steps.looped
+
+
 def test_a_level_runs_its_steps_as_a_loop_or_unrolled_to_the_same_values():
     """The loop stacks the steps' weights and runs the first step's math on each slice:
     the same outputs and log-determinants as the steps one after the other, both ways."""

@@ -31,6 +31,7 @@ def test_the_flags_reach_the_training_config(tmp_path, flag_values, monkeypatch)
 
     def record(model_config, data_config, training_config, run_dir):
         seen["config"] = training_config  # the config train_and_evaluate hands build_and_fit
+        return training.TrainingResult(None, {}, "Not trained.")
 
     monkeypatch.setattr(training, "train_and_evaluate", record)
     flag_values(["main.py", "--remat", "--jit", "--steps_per_execution=2",
