@@ -105,10 +105,10 @@ class FlowSteps(Chain):
         self.loop = loop
 
     def forward(self, x, labels=None):
-        return self._run(x, labels, inverse=False)
+        return self.run_steps(x, labels, inverse=False)
 
     def inverse(self, y, labels=None):
-        return self._run(y, labels, inverse=True)
+        return self.run_steps(y, labels, inverse=True)
 
     @property
     def looped(self):
@@ -129,10 +129,10 @@ class FlowSteps(Chain):
                        or getattr(layer, "holds_constants", False)
                        for layer in layers_within(self))
 
-    def _run(self, x, labels, inverse):
+    def run_steps(self, x, labels, inverse):
         remat = self.remat and self.stateless
         if self.looped:
-            return self._loop(x, labels, inverse, remat)
+            return self.run_as_loop(x, labels, inverse, remat)
         logdet = 0.0
         for step in (reversed(self.bijectors) if inverse else self.bijectors):
             # A new function each call, not the layer: jax.checkpoint caches
@@ -143,7 +143,7 @@ class FlowSteps(Chain):
             logdet = logdet + term
         return x, logdet
 
-    def _loop(self, x, labels, inverse, remat):
+    def run_as_loop(self, x, labels, inverse, remat):
         template = self.bijectors[0]
         weights = (_stacked(step.trainable_variables for step in self.bijectors),
                    _stacked(step.non_trainable_variables for step in self.bijectors))
