@@ -11,7 +11,8 @@ from glow_tf import checks, quantization, sampling
 from glow_tf.compiled import Compiled
 from glow_tf.config import GlowConfig
 from glow_tf.flow import FLOW_DTYPE, GlowFlow
-from glow_tf.layers import actnorm
+from glow_tf.layers import FlowSteps, actnorm
+from glow_tf.layers.base import layers_within
 from glow_tf.sampling import SAMPLE_BATCH_SIZE
 
 __all__ = ["FLOW_DTYPE", "SAMPLE_BATCH_SIZE", "Glow"]
@@ -198,6 +199,23 @@ class Glow(keras.Model):
             )
             self.add_loss(self.config.weight_y * ops.mean(cross_entropy) / math.log(2.0))
         return self.to_bits_per_dim(log_density(zs, logdet))
+
+    def compile(self, *args, **kwargs):
+        """Keras' compile; with XLA on TensorFlow, each level's steps run unrolled.
+
+        XLA cannot differentiate TensorFlow's loop of unknown length (the
+        `tf.while_loop` under `keras.ops.scan`): its gradient keeps a list
+        whose size XLA must know. So `loop="auto"` unrolls under
+        `jit_compile=True` on TensorFlow, and `loop="loop"` is refused.
+        """
+        super().compile(*args, **kwargs)
+        if keras.backend.backend() == "tensorflow" and self.jit_compile:
+            if self.loop == "loop":
+                raise ValueError("loop='loop' with jit_compile=True on TensorFlow: XLA cannot "
+                                 "differentiate the loop; use loop='auto' or 'unrolled'.")
+            for layer in layers_within(self.flow):
+                if isinstance(layer, FlowSteps):
+                    layer.loop = "unrolled"
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean bits/dim of the batch: the per-image values `call` returned."""

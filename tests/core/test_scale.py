@@ -12,7 +12,7 @@ import pytest
 from keras import ops
 
 from glow_tf import Glow, precision
-from glow_tf.layers import Bijector
+from glow_tf.layers import Bijector, FlowSteps
 from glow_tf.layers.base import layers_within
 from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
@@ -257,3 +257,13 @@ def test_jit_and_steps_per_execution_train_like_the_plain_step(fields):
     assert max(np.abs(a - b).max() for a, b in zip(w_plain, weights)) > 1e-3
     for a, b in zip(w_jit, w_plain):
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="XLA's limit on TensorFlow's loops")
+def test_xla_on_tensorflow_unrolls_the_auto_loop_and_refuses_an_explicit_one():
+    model = Glow(TINY)
+    model.compile(keras.optimizers.SGD(0.02), jit_compile=True)
+    steps = [layer for layer in layers_within(model.flow) if isinstance(layer, FlowSteps)]
+    assert steps and all(not s.looped for s in steps)
+    with pytest.raises(ValueError, match=r"loop='loop' with jit_compile=True"):
+        Glow(TINY, loop="loop").compile(keras.optimizers.SGD(0.02), jit_compile=True)
