@@ -127,3 +127,35 @@ def test_the_readme_quickstart_runs_as_written():
     bits_per_dim = float(result.stdout.strip().splitlines()[-1])
     # Two epochs take the untrained flow well below 4 bits (uniform over 16 levels).
     assert 0 < bits_per_dim < 4, bits_per_dim
+
+
+def tables(path):
+    """The markdown tables of `path` outside code: [(header line, [row lines])]."""
+    text = FENCED_CODE.sub("", path.read_text())
+    found = []
+    for block in re.findall(r"(?:^\|.*\|[ \t]*\n?)+", text, re.M):
+        lines = [line.strip() for line in block.strip().splitlines()]
+        found.append((lines[0], lines[2:]))
+    return found
+
+
+def test_the_readmes_figures_are_rows_of_the_docs_tables():
+    """A README table of figures repeats rows of a docs table with the same columns.
+
+    So a figure is measured and explained in one place (docs/), and the
+    README, which quotes it, cannot drift from it.
+    """
+    in_docs = {}
+    for page in PAGES:
+        for header, rows in tables(page):
+            in_docs.setdefault(header, []).extend((page.name, row) for row in rows)
+    quoted = [(header, rows) for header, rows in tables(README) if re.search(r"\d", str(rows))]
+    assert quoted, "README.md: expected a table of measured figures"
+    for header, rows in quoted:
+        assert header in in_docs, f"README.md: no table in docs/ has the columns {header}"
+        docs_rows = {row for _, row in in_docs[header]}
+        for row in rows:
+            assert row in docs_rows, (
+                f"README.md: the row {row} is in no docs table with the columns {header}; "
+                f"the docs have {sorted(docs_rows)}"
+            )
