@@ -104,23 +104,16 @@ def check_without_glow_tf(export_dir, references, folder):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("runs") / "tiny"
-    make_run(path)
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_the_export_serves_the_models_values_without_glow_tf(trained_run, backend, tmp_path):
+def test_the_export_serves_the_models_values_without_glow_tf(tiny_run, backend, tmp_path):
     (tmp_path / "export").mkdir()  # an empty folder is a valid --out
     if backend == "jax":
         # A run trained and exported on JAX, through jax2tf.
         pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
         out, references = export_on("jax", tmp_path / "jax_run", tmp_path, train=True)
     else:
-        out, references = export_on(backend, trained_run, tmp_path)
+        out, references = export_on(backend, tiny_run[0], tmp_path)
     output = check_without_glow_tf(out, references, tmp_path / "elsewhere")
     assert "batch 1:" in output and "batch 7:" in output and "gradient" in output
     assert not [path for path in tmp_path.iterdir() if TEMP_MARK in path.name]
