@@ -30,6 +30,7 @@ from_tensorflow_run = pytest.mark.skipif(
 
 # ---- several devices ----
 
+@pytest.mark.slow
 @from_tensorflow_run
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_devices_train_a_step_like_one(backend):
@@ -77,9 +78,10 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 # ---- mixed precision ----
 
-# On JAX once, with float16: its loss scaling too.
+# On JAX once, with float16: its loss scaling too. float16 is slow: in the quick run
+# bfloat16 checks the same, and tests/training/test_training_options.py the loss scaling.
 @pytest.mark.parametrize("mode", [
-    "bfloat16", pytest.param("float16", marks=pytest.mark.both_backends),
+    "bfloat16", pytest.param("float16", marks=[pytest.mark.both_backends, pytest.mark.slow]),
 ])
 def test_mixed_precision_keeps_log_dets_in_float32(mode):
     reference = Glow(TINY)
