@@ -15,10 +15,13 @@ def jacobian(fn, v):
         import tensorflow as tf
 
         v = tf.constant(v)
-        with tf.GradientTape() as tape:
+        # One gradient per output: pfor (the default) vectorises the whole traced
+        # function, the flow's loops included, which on these tiny sizes takes tens of
+        # times longer for the same Jacobian.
+        with tf.GradientTape(persistent=True) as tape:
             tape.watch(v)
             out = fn(v)
-        return tape.jacobian(out, v).numpy()
+        return tape.jacobian(out, v, experimental_use_pfor=False).numpy()
     if backend == "jax":
         import jax
 

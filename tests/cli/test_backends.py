@@ -70,10 +70,25 @@ def check_sample_and_evaluate(run_dir, tmp_path, *backend):
     assert "Test bits/dim on digits (360 images): " in printed
 
 
+def backup_step(backup):
+    """The step of the run's backup; 0 while there is none, or it is being replaced."""
+    try:
+        return state.read(backup)[0]["step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 @pytest.mark.slow
 @from_the_tensorflow_run
-def test_a_jax_run_killed_and_resumed_samples_and_evaluates_on_tensorflow(tmp_path):
+def test_a_run_crosses_backends_through_a_kill_and_both_sample_and_evaluate_it(tmp_path):
+    """One run, each way across: TensorFlow trains epoch 1; JAX resumes it for epoch 2,
+    is killed after a backup there, and the same JAX command completes it; then
+    sample.py and evaluate.py read it on TensorFlow and on JAX."""
     run_dir = tmp_path / "run"
+    tool("main.py", *TINY, "--epochs", "1", "--run_dir", str(run_dir))
+    first = check_run(run_dir, epochs=1, backend="tensorflow")["test_bits_per_dim"]
+
+    # More epochs continue the run, here on the other backend.
     command = [sys.executable, "main.py", "--backend", "jax", *TINY, "--epochs", "2",
                "--run_dir", str(run_dir)]
     backup, log = run_dir / "backup" / "state.npz", tmp_path / "killed.log"
@@ -81,29 +96,18 @@ def test_a_jax_run_killed_and_resumed_samples_and_evaluates_on_tensorflow(tmp_pa
         process = subprocess.Popen(command, cwd=ROOT, env=environment(),
                                    stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        wait_for(backup.exists, "a first backup", process, log)
+        wait_for(lambda: backup_step(backup) > STEPS_PER_EPOCH, "a backup in epoch 2",
+                 process, log)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before the kill"
-    assert 0 < state.read(backup)[0]["step"] < 2 * STEPS_PER_EPOCH
+    assert STEPS_PER_EPOCH < backup_step(backup) < 2 * STEPS_PER_EPOCH
 
     tool("main.py", *command[2:])  # the same command resumes the run and completes it
-    check_run(run_dir, epochs=2, backend="jax")
-    check_sample_and_evaluate(run_dir, tmp_path)  # TensorFlow, the default
-
-
-@pytest.mark.slow
-@from_the_tensorflow_run
-def test_a_tensorflow_run_resumes_samples_and_evaluates_on_jax(tmp_path):
-    run_dir = tmp_path / "run"
-    tool("main.py", *TINY, "--epochs", "1", "--run_dir", str(run_dir))
-    check_run(run_dir, epochs=1, backend="tensorflow")
-    # More epochs continue the run, here on the other backend.
-    first = json.loads((run_dir / "metrics.json").read_text())["test_bits_per_dim"]
-    tool("main.py", "--backend", "jax", *TINY, "--epochs", "2", "--run_dir", str(run_dir))
     assert check_run(run_dir, epochs=2, backend="jax")["test_bits_per_dim"] < first
-    check_sample_and_evaluate(run_dir, tmp_path, "--backend", "jax")
+    check_sample_and_evaluate(run_dir, tmp_path / "tensorflow")  # the default
+    check_sample_and_evaluate(run_dir, tmp_path / "jax", "--backend", "jax")
 
 
 @from_the_tensorflow_run

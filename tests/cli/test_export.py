@@ -75,17 +75,13 @@ def export_with_references(run_dir, out, references):
     write_references(run_dir, references)
 
 
-def export_on(backend, run_dir, folder, train=False):
-    """(export folder, references) of run_dir, exported by a process on `backend`.
-
-    With `train`, that process first trains run_dir's tiny model on `backend`.
-    """
+def export_on(backend, run_dir, folder):
+    """(export folder, references) of run_dir, exported by a process on `backend`."""
     out, references = folder / "export", folder / "references.npz"
-    if backend == keras.backend.backend() and not train:
+    if backend == keras.backend.backend():
         export_with_references(run_dir, out, references)
     else:
-        run_module("tests.cli.test_export",
-                   [str(run_dir), str(out), str(references), *(["train"] if train else [])],
+        run_module("tests.cli.test_export", [str(run_dir), str(out), str(references)],
                    env={"KERAS_BACKEND": backend})
     return out, references
 
@@ -104,23 +100,15 @@ def check_without_glow_tf(export_dir, references, folder):
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("runs") / "tiny"
-    make_run(path)
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_the_export_serves_the_models_values_without_glow_tf(trained_run, backend, tmp_path):
+def test_the_export_serves_the_models_values_without_glow_tf(tiny_run, backend, tmp_path):
     (tmp_path / "export").mkdir()  # an empty folder is a valid --out
     if backend == "jax":
-        # A run trained and exported on JAX, through jax2tf.
+        # Exported on JAX, through jax2tf (which backend trained the weights is no matter
+        # to the export: a run's weights load on either, tests/cli/test_backends.py).
         pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
-        out, references = export_on("jax", tmp_path / "jax_run", tmp_path, train=True)
-    else:
-        out, references = export_on(backend, trained_run, tmp_path)
+    out, references = export_on(backend, tiny_run[0], tmp_path)
     output = check_without_glow_tf(out, references, tmp_path / "elsewhere")
     assert "batch 1:" in output and "batch 7:" in output and "gradient" in output
     assert not [path for path in tmp_path.iterdir() if TEMP_MARK in path.name]
@@ -141,6 +129,4 @@ def test_a_conditional_models_export_takes_labels(tmp_path):
 
 
 if __name__ == "__main__":
-    if sys.argv[4:] == ["train"]:
-        make_run(sys.argv[1])
     export_with_references(*sys.argv[1:4])

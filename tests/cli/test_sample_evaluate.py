@@ -24,12 +24,6 @@ from tests.tiny_runs import make_run  # noqa: E402
 DIGITS = DataConfig("digits")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("checkpoints") / "tiny"
-    return path, make_run(path)
-
-
 def read_png(path):
     return np.asarray(Image.open(path))
 

@@ -12,7 +12,8 @@ import pytest
 
 from glow_tf import keras_internals
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+# Each backend reaches these internals its own way: all of them run on JAX too.
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.both_backends]
 
 
 def changed(what, where):

@@ -23,6 +23,10 @@ from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
 from tests.tiny import TINY_MODEL
 
 
+# Rerun on JAX (tests/core/test_jax.py): each bijector, and each form of a level, once.
+JAX_TOO = pytest.mark.both_backends
+
+
 def batch(shape=(2, 4, 4, 4), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
@@ -30,28 +34,30 @@ def batch(shape=(2, 4, 4, 4), seed=0):
 @pytest.mark.parametrize(
     "make_layer",
     [
-        pytest.param(lambda: ActNorm(), id="actnorm"),
+        pytest.param(lambda: ActNorm(), id="actnorm", marks=JAX_TOO),
         pytest.param(lambda: ActNorm(log_scale_factor=3.0), id="actnorm-factor-3"),
-        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=True, seed=1), id="invconv-lu"),
-        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=False, seed=1), id="invconv-plain"),
+        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=True, seed=1), id="invconv-lu",
+                     marks=JAX_TOO),
+        pytest.param(lambda: Invertible1x1Conv(lu_decomposed=False, seed=1), id="invconv-plain",
+                     marks=JAX_TOO),
         pytest.param(lambda: Permute("reverse"), id="permute-reverse"),
-        pytest.param(lambda: Permute("shuffle", seed=3), id="permute-shuffle"),
-        pytest.param(lambda: Coupling(8, affine=True), id="coupling-affine"),
+        pytest.param(lambda: Permute("shuffle", seed=3), id="permute-shuffle", marks=JAX_TOO),
+        pytest.param(lambda: Coupling(8, affine=True), id="coupling-affine", marks=JAX_TOO),
         pytest.param(lambda: Coupling(8, log_scale_factor=3.0), id="coupling-factor-3"),
-        pytest.param(lambda: Coupling(8, affine=False), id="coupling-additive"),
-        pytest.param(lambda: Squeeze(), id="squeeze"),
-        pytest.param(lambda: SplitPrior(), id="split-prior"),
-        pytest.param(lambda: LearnedPrior(), id="learned-prior"),
+        pytest.param(lambda: Coupling(8, affine=False), id="coupling-additive", marks=JAX_TOO),
+        pytest.param(lambda: Squeeze(), id="squeeze", marks=JAX_TOO),
+        pytest.param(lambda: SplitPrior(), id="split-prior", marks=JAX_TOO),
+        pytest.param(lambda: LearnedPrior(), id="learned-prior", marks=JAX_TOO),
         pytest.param(lambda: FlowStep(8, permutation_seed=1, coupling_seed=2), id="flow-step"),
         pytest.param(lambda: FlowStep(8, "additive", "shuffle", permutation_seed=2),
                      id="flow-step-additive-shuffle"),
         pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)],
-                                       loop="unrolled"), id="flow-steps-unrolled"),
+                                       loop="unrolled"), id="flow-steps-unrolled", marks=JAX_TOO),
         pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)],
                                        loop="loop"), id="flow-steps-loop"),
         pytest.param(lambda: FlowSteps([FlowStep(8, "additive", "reverse", name=f"step_{k}")
                                         for k in range(2)], loop="loop", remat=True),
-                     id="flow-steps-loop-remat"),
+                     id="flow-steps-loop-remat", marks=JAX_TOO),
         pytest.param(lambda: Chain([Squeeze(), FlowSteps([FlowStep(8)]), SplitPrior()]),
                      id="level"),
     ],
@@ -84,6 +90,7 @@ def test_the_class_conditional_flow_takes_labels_through_the_protocol():
         flow(x)
 
 
+@pytest.mark.both_backends
 def test_a_flow_step_is_a_function_of_its_weights():
     """What a loop over a level's stacked weights relies on: stateless_call runs the
     step's math on any values of its weights."""
@@ -106,7 +113,7 @@ def test_a_flow_step_is_a_function_of_its_weights():
     np.testing.assert_allclose(to_numpy(x_again), x, atol=1e-4)
 
 
-@pytest.mark.parametrize("factor", [1.0, 3.0])
+@pytest.mark.parametrize("factor", [pytest.param(1.0, marks=JAX_TOO), 3.0])
 def test_class_conditional_prior(factor):
     layer = LearnedPrior(num_classes=3, log_scale_factor=factor)
     x = batch((3, 2, 2, 4))
@@ -241,6 +248,7 @@ def test_split_prior_scores_factored_half_under_its_gaussian():
     assert to_numpy(ops.convert_to_tensor(logdet)).dtype == np.float32
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("height, width, channels_in, channels_out", [
     (4, 4, 2, 16), (2, 2, 16, 8), (4, 2, 3, 5), (1, 1, 4, 4),
 ])
@@ -255,6 +263,7 @@ def test_small_images_convolve_as_one_matmul_to_the_same_values(height, width, c
     )
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("height, width, channels_in, channels_out", [
     (5, 4, 2, 16), (4, 6, 16, 3), (8, 8, 4, 4), (1, 1, 5, 2),
 ])
@@ -283,6 +292,7 @@ def test_a_level_runs_unrolled_while_a_convolution_holds_constants():
     assert not convolution.holds_constants and steps.looped
 
 
+@pytest.mark.both_backends
 def test_a_level_runs_its_steps_as_a_loop_or_unrolled_to_the_same_values():
     """The loop stacks the steps' weights and runs the first step's math on each slice:
     the same outputs and log-determinants as the steps one after the other, both ways."""

@@ -43,6 +43,7 @@ def flatten_latents(zs):
     return ops.concatenate([ops.reshape(z, (ops.shape(z)[0], -1)) for z in zs], axis=1)
 
 
+@pytest.mark.both_backends
 def test_decode_inverts_encode(model):
     x = x_batch()
     zs, _ = model.encode(x)
@@ -52,6 +53,7 @@ def test_decode_inverts_encode(model):
     np.testing.assert_allclose(to_numpy(decode_logdet), -to_numpy(model.encode(x)[1]), atol=1e-3)
 
 
+@pytest.mark.both_backends
 def test_log_prob_is_the_change_of_variables(model):
     """log p(x) against an independent computation: N(0, I) at the flattened
     latents plus log|det| of the autodiff Jacobian of the whole map."""
@@ -70,6 +72,7 @@ def test_log_prob_is_the_change_of_variables(model):
         np.testing.assert_allclose(log_prob[i], gaussian[i] + jacobian_logdet, rtol=1e-4, atol=2e-3)
 
 
+@pytest.mark.both_backends
 def test_bits_per_dim_is_log_prob_plus_bin_term(model):
     images = uint8_images(4, seed=2)
     x = quantization.dequantize(images, TINY.n_bits, seed=7)
@@ -84,6 +87,7 @@ def test_bits_per_dim_is_log_prob_plus_bin_term(model):
     assert per_image.shape == (4,) and np.all(np.isfinite(per_image))
 
 
+@pytest.mark.both_backends
 def test_sample_shape_dtype_and_temperature(model):
     x = to_numpy(model.sample(5, temperature=0.7, seed=0))
     assert x.shape == (5, *TINY.image_shape) and x.dtype == np.float32
@@ -111,6 +115,7 @@ def test_one_sample_with_a_one_by_one_top_latent(model):
     np.testing.assert_allclose(to_numpy(model.decode(zs)), x, atol=1e-4)
 
 
+@pytest.mark.both_backends
 def test_weights_round_trip(model, tmp_path):
     path = str(tmp_path / "tiny.weights.h5")
     model.save_weights(path)
@@ -131,6 +136,7 @@ def test_whole_model_saves_and_loads(model, tmp_path):
     np.testing.assert_array_equal(to_numpy(loaded.log_prob(x)), to_numpy(model.log_prob(x)))
 
 
+@pytest.mark.both_backends
 def test_initialize_standardises_the_first_actnorm():
     model = Glow(TINY)
     assert not model.initialized
@@ -223,6 +229,7 @@ def conditional_model():
     return model
 
 
+@pytest.mark.both_backends
 def test_conditional_log_prob_depends_on_the_label(conditional_model):
     x = x_batch()
     per_class = [to_numpy(conditional_model.log_prob(x, labels=np.full(3, c))) for c in range(3)]
@@ -234,6 +241,7 @@ def test_conditional_log_prob_depends_on_the_label(conditional_model):
     np.testing.assert_allclose(to_numpy(conditional_model.decode(zs, labels)), x, atol=1e-4)
 
 
+@pytest.mark.both_backends
 def test_conditional_model_needs_labels_and_checks_them(conditional_model):
     x = x_batch()
     with pytest.raises(ValueError, match=r"class-conditional \(num_classes=3\): pass labels, one integer in 0..2"):
@@ -262,6 +270,7 @@ def test_conditional_samples_and_loss(conditional_model):
     assert float(to_numpy(classifier_loss)) > 0
 
 
+@pytest.mark.both_backends
 def test_conditional_fit_lowers_the_loss():
     keras.utils.set_random_seed(0)
     model = Glow(CONDITIONAL)
@@ -291,6 +300,7 @@ def test_conditional_fit_lowers_the_loss():
 # ---- values that are no images: checked where they exist ----
 
 
+@pytest.mark.both_backends
 def test_log_prob_refuses_non_finite_x(model):
     x = x_batch()
     x[1, 0, 0, 0], x[2, 1, 2, 1] = np.nan, -np.inf
@@ -323,6 +333,7 @@ def test_bits_per_dim_refuses_what_are_no_uint8_images(model, make_bad, message)
         model.initialize(bad)
 
 
+@pytest.mark.both_backends
 def test_integer_images_with_uint8_values_score_the_same(model):
     images = uint8_images(3)
     for dtype in (np.int32, np.int64):
@@ -332,6 +343,7 @@ def test_integer_images_with_uint8_values_score_the_same(model):
         )
 
 
+@pytest.mark.both_backends
 def test_fit_refuses_float_images_at_trace_time(model):
     """The audit's case: images/255 trained silently, every pixel floored to black."""
     images = uint8_images(8)
@@ -345,6 +357,7 @@ def test_fit_refuses_float_images_at_trace_time(model):
         model.train_on_batch(images.astype(np.float32))
 
 
+@pytest.mark.both_backends
 def test_value_checks_are_skipped_inside_a_traced_function(model):
     # Traced inputs have no values: the check cannot run there and must not
     # break tracing; the NaN comes out as a NaN.
@@ -365,6 +378,7 @@ def test_value_checks_are_skipped_inside_a_traced_function(model):
 # ---- compiled encode and decode (glow_tf.compiled) ----
 
 
+@pytest.mark.both_backends
 def test_compiled_encode_and_decode_compute_what_the_layers_do(model):
     x = x_batch(5)
     zs, logdet = model.encode(x)  # compiled
@@ -382,6 +396,7 @@ def test_compiled_encode_and_decode_compute_what_the_layers_do(model):
     assert not np.allclose(to_numpy(model.encode(x)[1]), before)
 
 
+@pytest.mark.both_backends
 def test_compiled_functions_trace_once_per_batch_shape(model):
     for n in (3, 5, 3):
         model.encode(x_batch(n))
@@ -391,6 +406,7 @@ def test_compiled_functions_trace_once_per_batch_shape(model):
     assert model.traces == {"encode": expected, "decode": expected}
 
 
+@pytest.mark.both_backends
 def test_encode_images_gives_the_dequantised_input_its_latents_and_bits_per_dim(model):
     images = uint8_images(4)
     x, zs, bpd = model.encode_images(images, seed=7)
@@ -422,7 +438,9 @@ def random_kernels(model):
     return kernels
 
 
-@pytest.mark.parametrize("permutation, per_step", [("lu", 5), ("conv", 3)])
+@pytest.mark.parametrize("permutation, per_step", [
+    pytest.param("lu", 5, marks=pytest.mark.both_backends), ("conv", 3),
+])
 def test_the_seed_fixes_every_random_kernel_and_no_two_share_a_stream(permutation, per_step):
     config = GlowConfig(**SEEDED, permutation=permutation, seed=1)
     first, again = Glow(config), Glow(config)

@@ -30,6 +30,7 @@ from_tensorflow_run = pytest.mark.skipif(
 
 # ---- several devices ----
 
+@pytest.mark.slow
 @from_tensorflow_run
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_two_devices_train_a_step_like_one(backend):
@@ -49,6 +50,7 @@ def test_two_devices_train_a_step_like_one(backend):
     assert out["weights_max_diff"] < 1e-6, out
 
 
+@pytest.mark.both_backends
 def test_distribution_names_are_checked():
     with pytest.raises(ValueError, match="strategy='mirorred': expected one of none, mirrored"):
         distribute.get_distribution("mirorred")
@@ -76,7 +78,11 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 # ---- mixed precision ----
 
-@pytest.mark.parametrize("mode", ["bfloat16", "float16"])
+# On JAX once, with float16: its loss scaling too. float16 is slow: in the quick run
+# bfloat16 checks the same, and tests/training/test_training_options.py the loss scaling.
+@pytest.mark.parametrize("mode", [
+    "bfloat16", pytest.param("float16", marks=[pytest.mark.both_backends, pytest.mark.slow]),
+])
 def test_mixed_precision_keeps_log_dets_in_float32(mode):
     reference = Glow(TINY)
     with precision.precision_scope(mode):
@@ -188,7 +194,10 @@ def assert_same_loss_and_gradients(model, plain, rtol=1e-6):
         np.testing.assert_allclose(g, g_plain, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("loop", ["unrolled", "loop"])
+# On JAX once, through the loop: keras.remat inside a scan.
+@pytest.mark.parametrize("loop", [
+    "unrolled", pytest.param("loop", marks=pytest.mark.both_backends),
+])
 def test_remat_gives_the_same_gradients(monkeypatch, tmp_path, loop):
     """Per-step checkpointing: each step of flow (unrolled), or the loop's one step,
     goes through keras.remat, and the loss and gradients stay the same."""
@@ -231,7 +240,8 @@ def test_looped_and_unrolled_steps_give_the_same_density_and_gradients(tmp_path)
 # ---- compiled steps ----
 
 @pytest.mark.parametrize(
-    "fields", [{}, {"permutation": "conv", "coupling": "additive"}], ids=["lu-affine", "conv-additive"]
+    "fields", [pytest.param({}, id="lu-affine", marks=pytest.mark.both_backends),
+               pytest.param({"permutation": "conv", "coupling": "additive"}, id="conv-additive")],
 )
 def test_jit_and_steps_per_execution_train_like_the_plain_step(fields):
     """jit_compile=True (XLA on TensorFlow) with 2 steps per execution gives

@@ -44,6 +44,7 @@ def test_the_flags_reach_the_training_config(tmp_path, flag_values, monkeypatch)
     assert (config.polyak, config.polyak_epochs) == (True, 2.5)
 
 
+@pytest.mark.slow
 def test_build_and_fit_applies_the_options(monkeypatch):
     compiled = {}
     real_compile = Glow.compile
