@@ -1,5 +1,15 @@
+import signal
+
 import keras
 import pytest
+
+
+def pytest_configure(config):
+    # A shell that starts a job in the background without job control
+    # starts it with SIGINT ignored, and so every process the tests start
+    # would ignore it too: the Ctrl-C tests need SIGINT as a terminal gives it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):
