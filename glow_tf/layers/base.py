@@ -35,6 +35,11 @@ class Bijector(keras.layers.Layer):
         return input_shape
 
 
+def on_cpu():
+    """Whether Keras computes on a CPU: no GPU or TPU among its devices, on either backend."""
+    return all(device.lower().startswith("cpu") for device in keras.distribution.list_devices())
+
+
 def on_jax_cpu():
     """Whether Keras runs on JAX with a CPU as its default device (XLA's CPU backend)."""
     if keras.backend.backend() != "jax":

@@ -5,7 +5,7 @@ from keras import ops
 
 from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector, layers_within, on_jax_cpu
+from glow_tf.layers.base import Bijector, layers_within, on_cpu
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -171,15 +171,15 @@ class FlowSteps(Chain):
 def loops_by_default():
     """Whether `loop="auto"` runs a level's steps as one loop on this backend and device.
 
-    TensorFlow: yes, the loop traces K times fewer ops and its steps run as
-    fast. JAX on a CPU: no, XLA's CPU backend compiled and ran the paper's
-    training step several times slower as a loop than unrolled. JAX on an
-    accelerator: yes. (docs/performance.md has the measurements.)
+    On a CPU, no: on both backends the loop took longer per training step
+    than the unrolled steps (TensorFlow's while loop kept one core busy
+    where the unrolled step kept two; XLA's CPU backend compiled the
+    loop's convolution gradients into slow kernels), so a run that trains
+    longer than a minute gains more from the step than from the shorter
+    trace. On an accelerator, yes: the trace K times shorter.
+    (docs/performance.md has the measurements.)
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return True
-    return backend == "jax" and not on_jax_cpu()
+    return not on_cpu()
 
 
 def _stacked(variables_per_step):
