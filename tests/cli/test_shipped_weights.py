@@ -59,6 +59,7 @@ def test_the_shipped_photo_model_loads_by_name_and_scores_its_pinned_figures(tmp
     metrics = json.loads((Path(loaded.run_dir) / "metrics.json").read_text())
     assert metrics["finished"]
     assert metrics["test_bits_per_dim"] == pytest.approx(PHOTO_HELD_OUT_BITS_PER_DIM, abs=5e-5)
-    assert loaded.config["data"]["data_dir"] is None  # no path of the machine it trained on
+    # The folder by its name, not by a path of the machine it trained on.
+    assert loaded.config["data"]["data_dir"] == "cifar10-jpeg"
     bpd = np.asarray(loaded.model.bits_per_dim(colour_ramps(), seed=0)).mean()
     assert bpd == pytest.approx(PHOTO_RAMPS_BITS_PER_DIM, abs=1e-4)
