@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from glow_tf.cli import evaluate, sample  # noqa: E402
+from glow_tf.runs import shipped_runs  # noqa: E402
 from tests.commands import flag_values, program_of  # noqa: E402
 from tests.processes import HANG  # noqa: E402
 from tests.tiny_runs import make_run  # noqa: E402
@@ -98,7 +99,7 @@ def test_a_run_that_is_neither_a_folder_nor_shipped(tmp_path, monkeypatch, capsy
     monkeypatch.chdir(tmp_path)
     expect_failure(sample, ["--run_dir", "no-such-run"],
                    "run_dir='no-such-run': no such folder, nor a run shipped with glow_tf; the "
-                   "shipped runs are digits-pretrained", monkeypatch, capsys, tmp_path)
+                   f"shipped runs are {', '.join(shipped_runs())}", monkeypatch, capsys, tmp_path)
 
 
 def test_bad_evaluation_options(runs, tmp_path, monkeypatch, capsys):
