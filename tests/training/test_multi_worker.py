@@ -91,7 +91,7 @@ def backup_step(run_dir):
         return 0  # not there yet, or being replaced
 
 
-def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
+def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None, epochs=EPOCHS):
     """SIGKILLs the victims (all the processes) once the run has a backup from epoch 2."""
 
     def backed_up():
@@ -106,7 +106,7 @@ def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
             p.send_signal(signal.SIGKILL)
             p.wait()
     step = backup_step(run_dir)
-    assert STEPS_PER_EPOCH < step < EPOCHS * STEPS_PER_EPOCH, step
+    assert STEPS_PER_EPOCH < step < epochs * STEPS_PER_EPOCH, step
     return step
 
 
@@ -139,10 +139,10 @@ def event_file_pids(run_dir):
     return found
 
 
-def check_finished(run_dir):
+def check_finished(run_dir, epochs=EPOCHS):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["finished"] and metrics["epochs_completed"] == EPOCHS, metrics
-    assert metrics["steps"] == EPOCHS * STEPS_PER_EPOCH, metrics
+    assert metrics["finished"] and metrics["epochs_completed"] == epochs, metrics
+    assert metrics["steps"] == epochs * STEPS_PER_EPOCH, metrics
     assert np.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] < 4.0
     assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name], "a temp file was left"
     return metrics
@@ -231,20 +231,23 @@ def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     run_dir = tmp_path / "run"
     two_devices = environment(KERAS_BACKEND="jax",
                               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    command = main_py(run_dir, strategy="data_parallel", epochs=EPOCHS)
+    # A JAX epoch of this model takes a fraction of a second: a longer round
+    # keeps the process alive well past epoch 2's backup, where it is killed.
+    epochs = 4 * EPOCHS
+    command = main_py(run_dir, strategy="data_parallel", epochs=epochs)
 
     # The two-device round, killed in epoch 2, beside one epoch on one device.
     logs = [tmp_path / "a.log", tmp_path / "one_device.log"]
     processes = start([command, main_py(tmp_path / "one_device", epochs=1)],
                       [two_devices, environment(KERAS_BACKEND="jax")], logs)
-    kill_after_backup_of_epoch_two(processes[:1], run_dir, logs)
+    kill_after_backup_of_epoch_two(processes[:1], run_dir, logs, epochs=epochs)
     finish(processes[1:], logs[1:])
     assert "strategy data_parallel: 2 replicas of 32 images" in logs[0].read_text()
     two = first_epoch(run_dir)
 
     logs = [tmp_path / "b.log"]
     finish(start([command], [two_devices], logs), logs)
-    check_finished(run_dir)
+    check_finished(run_dir, epochs)
     assert len(event_file_pids(run_dir)["train"]) == 2
     # The whole batch is one array on either, so the same noise: the figures
     # agree up to the order of float sums.
