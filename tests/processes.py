@@ -55,6 +55,20 @@ def wait_for(event, what, process=None, log=None, timeout=HANG):
         time.sleep(POLL)
 
 
+def pausing_at_backup(step, command):
+    """`command` (python SCRIPT ARGS) made to stop itself after writing a backup past `step`.
+
+    See tests/pause_at_backup.py; `stopped` waits for that moment.
+    """
+    python, script, *args = command
+    return [python, "-m", "tests.pause_at_backup", str(step), str(script), *args]
+
+
+def stopped(process, what, log=None):
+    """Waits until the process stands stopped (SIGSTOP, by itself or another)."""
+    wait_for(lambda: process_state(process.pid) in ("T", "t"), what, process, log)
+
+
 def process_state(pid):
     """The state letter of /proc/<pid>/stat (R running, S sleeping, T stopped, Z ended), or None."""
     try:

@@ -41,6 +41,7 @@ def folder_run(photos, tmp_path_factory):
     return run_dir, stdout.getvalue().splitlines()
 
 
+@pytest.mark.slow
 def test_main_trains_on_train_and_prints_what_it_found(photos, folder_run):
     run_dir, lines = folder_run
     assert [line for line in lines if line.startswith("Image folder")] == [

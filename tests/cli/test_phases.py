@@ -60,6 +60,7 @@ def test_a_run_tells_its_phases_in_order(tmp_path):
     assert last.startswith("Test bits/dim: ") and last.endswith(f"(run folder: {tmp_path / 'run'})")
 
 
+@pytest.mark.slow
 def test_the_library_reports_on_a_logger_and_prints_nothing(tmp_path, capsys, caplog):
     from glow_tf.cli.settings import configs_for
     from glow_tf.tf import training

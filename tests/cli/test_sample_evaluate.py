@@ -136,6 +136,7 @@ def test_manipulate_writes_rows_of_test_images_moved_along_the_attribute(tiny_ru
     assert (run / "directions" / "digits.npz").is_file()
 
 
+@pytest.mark.slow
 def test_directions_are_computed_once_per_weights_file(tiny_run, tmp_path, monkeypatch):
     from glow_tf.analysis import manipulation
     from glow_tf.runs.files import save_weights
@@ -250,6 +251,7 @@ def conditional_run(tmp_path_factory):
     return path, make_run(path, y_condition=True, weight_y=1.0)
 
 
+@pytest.mark.slow
 def test_conditional_log_prob_depends_on_the_label(conditional_run):
     _, model = conditional_run
     images, labels = data.take_examples(data.load_split(DIGITS, "test", labels=True), 64)
@@ -261,6 +263,7 @@ def test_conditional_log_prob_depends_on_the_label(conditional_run):
     assert own.mean() > per_class.mean()
 
 
+@pytest.mark.slow
 def test_sample_label_draws_one_class(conditional_run, tmp_path, monkeypatch):
     _, model = conditional_run
     three = to_numpy(model.sample(2, temperature=0.0, labels=3))
@@ -373,6 +376,7 @@ def test_ood_report_of_a_conditional_model_sums_out_the_label(conditional_run):
     assert np.all(got >= per_class.min(0) - 1e-12) and np.all(got <= per_class.max(0) + 1e-12)
 
 
+@pytest.mark.slow
 def test_main_trains_a_conditional_model_on_labelled_batches(tmp_path):
     from glow_tf.tf import training
     from tests.tiny_runs import TINY

@@ -17,6 +17,7 @@ from glow_tf.tf import pipelines  # noqa: E402
 SHIPPED_TEST_BITS_PER_DIM = 2.11698
 
 
+@pytest.mark.slow
 def test_the_shipped_weights_score_the_pinned_bits_per_dim(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # found by name from any folder
     assert defs.PRETRAINED_RUN in shipped_runs()

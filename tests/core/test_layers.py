@@ -54,10 +54,10 @@ def batch(shape=(2, 4, 4, 4), seed=0):
         pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)],
                                        loop="unrolled"), id="flow-steps-unrolled", marks=JAX_TOO),
         pytest.param(lambda: FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)],
-                                       loop="loop"), id="flow-steps-loop"),
+                                       loop="loop"), id="flow-steps-loop", marks=pytest.mark.slow),
         pytest.param(lambda: FlowSteps([FlowStep(8, "additive", "reverse", name=f"step_{k}")
                                         for k in range(2)], loop="loop", remat=True),
-                     id="flow-steps-loop-remat", marks=JAX_TOO),
+                     id="flow-steps-loop-remat", marks=[JAX_TOO, pytest.mark.slow]),
         pytest.param(lambda: Chain([Squeeze(), FlowSteps([FlowStep(8)]), SplitPrior()]),
                      id="level"),
     ],
@@ -70,6 +70,7 @@ def test_bijector_protocol(make_layer):
 FLOW = GlowConfig(**TINY_MODEL)
 
 
+@pytest.mark.slow
 def test_the_multi_scale_flow_is_one_bijector():
     flow = GlowFlow(FLOW)
     # A smaller perturbation than the layers': composed, larger ones make the
@@ -80,6 +81,7 @@ def test_the_multi_scale_flow_is_one_bijector():
     assert [z.shape[1:] for z in latents] == list(flow.latent_shapes) == [(2, 2, 4), (1, 1, 16)]
 
 
+@pytest.mark.slow
 def test_the_class_conditional_flow_takes_labels_through_the_protocol():
     flow = GlowFlow(GlowConfig(**{**FLOW.to_dict(), "num_classes": 3}))
     x = batch((3, *FLOW.image_shape))

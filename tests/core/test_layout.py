@@ -33,6 +33,7 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="starts its own process; run once, from the TensorFlow run")
 def test_the_core_imports_and_runs_with_tensorflow_blocked():

@@ -53,6 +53,7 @@ def test_decode_inverts_encode(model):
     np.testing.assert_allclose(to_numpy(decode_logdet), -to_numpy(model.encode(x)[1]), atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.both_backends
 def test_log_prob_is_the_change_of_variables(model):
     """log p(x) against an independent computation: N(0, I) at the flattened
@@ -152,6 +153,7 @@ def test_initialize_standardises_the_first_actnorm():
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=0.05)
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss():
     keras.utils.set_random_seed(0)
     model = Glow(TINY)
@@ -163,6 +165,7 @@ def test_fit_lowers_the_loss():
     assert np.mean(history[-3:]) < np.mean(history[:3]) - 0.1, history
 
 
+@pytest.mark.slow
 def test_paper_cifar10_model_has_about_44m_parameters():
     model = Glow(GlowConfig(image_shape=(32, 32, 3), k_glow=32, l_glow=3, hidden_channels=512))
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
@@ -270,6 +273,7 @@ def test_conditional_samples_and_loss(conditional_model):
     assert float(to_numpy(classifier_loss)) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.both_backends
 def test_conditional_fit_lowers_the_loss():
     keras.utils.set_random_seed(0)
@@ -378,6 +382,7 @@ def test_value_checks_are_skipped_inside_a_traced_function(model):
 # ---- compiled encode and decode (glow_tf.compiled) ----
 
 
+@pytest.mark.slow
 @pytest.mark.both_backends
 def test_compiled_encode_and_decode_compute_what_the_layers_do(model):
     x = x_batch(5)

@@ -78,10 +78,11 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 # ---- mixed precision ----
 
-# On JAX once, with float16: its loss scaling too. float16 is slow: in the quick run
-# bfloat16 checks the same, and tests/training/test_training_options.py the loss scaling.
+# On JAX once, with float16: its loss scaling too (which the quick run checks
+# in tests/training/test_training_options.py).
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [
-    "bfloat16", pytest.param("float16", marks=[pytest.mark.both_backends, pytest.mark.slow]),
+    "bfloat16", pytest.param("float16", marks=pytest.mark.both_backends),
 ])
 def test_mixed_precision_keeps_log_dets_in_float32(mode):
     reference = Glow(TINY)
@@ -195,6 +196,7 @@ def assert_same_loss_and_gradients(model, plain, rtol=1e-6):
 
 
 # On JAX once, through the loop: keras.remat inside a scan.
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", [
     "unrolled", pytest.param("loop", marks=pytest.mark.both_backends),
 ])
@@ -223,6 +225,7 @@ def test_remat_gives_the_same_gradients(monkeypatch, tmp_path, loop):
     assert Glow.from_config(remat.get_config()).remat is True
 
 
+@pytest.mark.slow
 def test_looped_and_unrolled_steps_give_the_same_density_and_gradients(tmp_path):
     plain, looped, _ = trained_pair(tmp_path, loop="loop")
     assert all(level.bijectors[1].looped for level in looped.flow.levels)
@@ -239,6 +242,7 @@ def test_looped_and_unrolled_steps_give_the_same_density_and_gradients(tmp_path)
 
 # ---- compiled steps ----
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fields", [pytest.param({}, id="lu-affine", marks=pytest.mark.both_backends),
                pytest.param({"permutation": "conv", "coupling": "additive"}, id="conv-additive")],

@@ -73,6 +73,7 @@ def flat_latents(model, x):
 # ---- the distribution ----
 
 
+@pytest.mark.slow
 def test_log_prob_equals_the_models(model):
     glow = as_distribution(model)
     rng = np.random.default_rng(3)
@@ -165,6 +166,7 @@ def test_round_trip(model, batch):
     np.testing.assert_allclose(bijector.forward(fresh(eps_images)).numpy(), images, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_log_dets_agree_with_each_other_the_model_and_autodiff(model):
     bijector = GlowBijector(model)
     eps = base_eps((4,))
@@ -272,6 +274,7 @@ def test_validate_args_rejects_non_finite_input(model):
 # ---- TensorFlow, tf_keras and Keras 3 in one process ----
 
 
+@pytest.mark.slow
 def test_runs_in_tf_function_and_xla_beside_tf_keras(model):
     # TFP runs on tf_keras; the model is Keras 3: both live in this process.
     assert "tf_keras" in sys.modules and keras.__version__.startswith("3.")
@@ -286,6 +289,7 @@ def test_runs_in_tf_function_and_xla_beside_tf_keras(model):
     assert sample.shape == (2, 5, *IMAGE_SHAPE)
 
 
+@pytest.mark.slow
 def test_trainable_variables_are_the_models_and_a_tfp_objective_trains_them():
     model = Glow(CONFIG)
     model.initialize(uint8_images(64))
@@ -349,6 +353,7 @@ def test_as_the_prior_of_a_joint_distribution(model):
 # ---- the backend guard and the example in docs/tfp.md ----
 
 
+@pytest.mark.slow
 def test_other_backends_get_a_clear_error_and_glow_tf_stays_tensorflow_free():
     # Keras' numpy backend needs nothing beyond Keras, so this runs everywhere.
     code = (
@@ -372,6 +377,7 @@ def test_other_backends_get_a_clear_error_and_glow_tf_stays_tensorflow_free():
     assert "the active Keras backend is 'numpy'" in result.stdout
 
 
+@pytest.mark.slow
 def test_docs_example_runs_as_written():
     page = (ROOT / "docs" / "tfp.md").read_text()
     section = page.split("## Example", 1)[1]

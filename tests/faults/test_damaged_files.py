@@ -36,6 +36,7 @@ def expect_line(result, program, line):
     assert error == f"{program}: error: {line}\n", error
 
 
+@pytest.mark.slow
 def test_main_py_with_a_truncated_backup(run, capsys):
     backup = run / "backup" / "state.npz"
     truncate(backup)

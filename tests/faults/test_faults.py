@@ -233,6 +233,7 @@ class PoisonOptimizer(keras.callbacks.Callback):
                     variable.assign(np.full(variable.shape, np.nan, variable.dtype))
 
 
+@pytest.mark.slow
 def test_divergence_stops_names_the_step_and_keeps_the_last_finite_files(tmp_path, monkeypatch):
     # The Keras weights files are written when training stops, not also after
     # epoch 1 on a machine slow enough to take KERAS_WEIGHTS_EVERY seconds.
@@ -266,6 +267,7 @@ def test_divergence_stops_names_the_step_and_keeps_the_last_finite_files(tmp_pat
     assert np.isfinite(metrics["test_bits_per_dim"])
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_exits_with_the_step_from_main(run_main, tmp_path):
     run_dir = tmp_path / "run"
     status, error = run_main("--run_dir", str(run_dir), "--lr", "1e6", "--warmup", "0",

@@ -114,6 +114,7 @@ def test_bad_evaluation_options(runs, tmp_path, monkeypatch, capsys):
         expect_failure(evaluate, run + args, message, monkeypatch, capsys, tmp_path, runs)
 
 
+@pytest.mark.slow
 def test_real_command_lines(runs, tmp_path):
     """The scripts as users run them: a picture, and absl's own error for a bad --mode."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}

@@ -21,12 +21,13 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from tests.events import read_events  # noqa: E402
-from tests.processes import HANG, ROOT, wait_for  # noqa: E402
+from tests.processes import HANG, ROOT, pausing_at_backup, stopped  # noqa: E402
 from tests.tiny import STEPS_PER_EPOCH  # noqa: E402
 from tests.two_replicas import flags  # noqa: E402
 
-# Four epochs, so that a round killed right after a backup of the second
-# epoch has two more to go (a JAX step of this model takes milliseconds).
+# Four epochs take the tiny run under 4 bits/dim. Each first round stops
+# itself right after a backup in epoch 2 (tests/pause_at_backup.py) and is
+# killed there; the second round completes it.
 EPOCHS = 4
 
 
@@ -91,22 +92,27 @@ def backup_step(run_dir):
         return 0  # not there yet, or being replaced
 
 
-def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None, epochs=EPOCHS):
-    """SIGKILLs the victims (all the processes) once the run has a backup from epoch 2."""
+def kill_after_backup_of_epoch_two(processes, run_dir, logs, victims=None):
+    """SIGKILLs the victims (all the processes) once the run has a backup from epoch 2.
 
-    def backed_up():
-        for p in processes:
-            assert p.poll() is None, "a process ended before the kill:\n" + logs_of(logs)
-        return backup_step(run_dir) > STEPS_PER_EPOCH
-
+    The first process writes the backups, and was started `pausing_at_backup`
+    of epoch 1's last step: it stands stopped right after that backup, so
+    the run is in epoch 2 whatever the machine's speed. A writer that is
+    not a victim goes on afterwards.
+    """
+    victims = processes if victims is None else victims
     try:
-        wait_for(backed_up, "a backup from epoch 2")
+        stopped(processes[0], "a backup from epoch 2", logs[0])
+        for p in processes[1:]:
+            assert p.poll() is None, "a process ended before the kill:\n" + logs_of(logs)
     finally:
-        for p in processes if victims is None else victims:
+        for p in victims:
             p.send_signal(signal.SIGKILL)
             p.wait()
+        if processes[0] not in victims:
+            processes[0].send_signal(signal.SIGCONT)
     step = backup_step(run_dir)
-    assert STEPS_PER_EPOCH < step < epochs * STEPS_PER_EPOCH, step
+    assert STEPS_PER_EPOCH < step < 2 * STEPS_PER_EPOCH, step
     return step
 
 
@@ -179,7 +185,8 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path, star
     reference = tmp_path / "one_process"
     logs = [tmp_path / "a_0.log", tmp_path / "a_1.log", tmp_path / "one_process.log"]
     processes = start(
-        [main_py(run_dir, **workers), main_py(own_dir, **workers),
+        [pausing_at_backup(STEPS_PER_EPOCH, main_py(run_dir, **workers)),
+         main_py(own_dir, **workers),
          [sys.executable, "-m", "tests.two_replicas", str(reference), "1"]],
         [*cluster_envs(temp), environment()], logs,
     )
@@ -231,23 +238,21 @@ def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     run_dir = tmp_path / "run"
     two_devices = environment(KERAS_BACKEND="jax",
                               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    # A JAX epoch of this model takes a fraction of a second: a longer round
-    # keeps the process alive well past epoch 2's backup, where it is killed.
-    epochs = 4 * EPOCHS
-    command = main_py(run_dir, strategy="data_parallel", epochs=epochs)
+    command = main_py(run_dir, strategy="data_parallel", epochs=EPOCHS)
 
     # The two-device round, killed in epoch 2, beside one epoch on one device.
     logs = [tmp_path / "a.log", tmp_path / "one_device.log"]
-    processes = start([command, main_py(tmp_path / "one_device", epochs=1)],
+    processes = start([pausing_at_backup(STEPS_PER_EPOCH, command),
+                       main_py(tmp_path / "one_device", epochs=1)],
                       [two_devices, environment(KERAS_BACKEND="jax")], logs)
-    kill_after_backup_of_epoch_two(processes[:1], run_dir, logs, epochs=epochs)
+    kill_after_backup_of_epoch_two(processes[:1], run_dir, logs)
     finish(processes[1:], logs[1:])
     assert "strategy data_parallel: 2 replicas of 32 images" in logs[0].read_text()
     two = first_epoch(run_dir)
 
     logs = [tmp_path / "b.log"]
     finish(start([command], [two_devices], logs), logs)
-    check_finished(run_dir, epochs)
+    check_finished(run_dir)
     assert len(event_file_pids(run_dir)["train"]) == 2
     # The whole batch is one array on either, so the same noise: the figures
     # agree up to the order of float sums.

@@ -84,6 +84,7 @@ def averaged_run(tmp_path_factory):
     return run_dir, configs, model, metrics, record.steps
 
 
+@pytest.mark.slow
 def test_the_saved_weights_are_the_average_and_the_backup_keeps_the_raw_ones(averaged_run):
     run_dir, _, model, metrics, steps = averaged_run
     assert metrics["steps"] == len(steps) == 2 * STEPS_PER_EPOCH
@@ -109,6 +110,7 @@ def test_the_saved_weights_are_the_average_and_the_backup_keeps_the_raw_ones(ave
     assert max(np.abs(raw[p] - newest[p]).max() for p in raw) > 1e-3
 
 
+@pytest.mark.slow
 def test_the_test_pass_scores_the_average(averaged_run):
     run_dir, configs, _, metrics, _ = averaged_run
     newest = load_model(run_dir, which="newest").model

@@ -38,6 +38,7 @@ def finished_run(tmp_path_factory):
     return run_dir, model, metrics
 
 
+@pytest.mark.slow
 def test_run_folder_holds_everything(finished_run):
     run_dir, _, metrics = finished_run
     for name in ("config.json", "metrics.json", "newest.weights.h5", "best.weights.h5",
@@ -58,6 +59,7 @@ def test_run_folder_holds_everything(finished_run):
     assert stored["best_test_bits_per_dim"] <= stored["test_bits_per_dim"] + 0.05
 
 
+@pytest.mark.slow
 def test_weights_reload_to_the_same_log_prob(finished_run):
     run_dir, model, metrics = finished_run
     images = data.take_images(data.load_split(DataConfig("digits"), "test"), 8)
@@ -163,6 +165,7 @@ class Record(keras.callbacks.Callback):
         self.steps_in_epoch[-1] += 1
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monkeypatch):
     calls = []
     original = Glow.initialize
@@ -189,6 +192,7 @@ def test_interrupted_run_resumes_mid_epoch_without_a_second_init(tmp_path, monke
     assert metrics["test_bits_per_dim"] < 4.0
 
 
+@pytest.mark.slow
 def test_a_run_traces_each_function_once_and_writes_keras_files_at_its_end(tmp_path, monkeypatch):
     traces, states, keras_files = [], [], []
     train_step, write_state, save_weights = Glow.train_step, state.write, files.save_weights
@@ -218,6 +222,7 @@ def test_a_run_traces_each_function_once_and_writes_keras_files_at_its_end(tmp_p
     assert keras_files == expected
 
 
+@pytest.mark.slow
 def test_keras_weights_files_hold_the_newest_and_the_best_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks, "KERAS_WEIGHTS_EVERY", 0.0)  # after every epoch
     model, metrics = training.train_and_evaluate(*tiny_configs(epochs=2), tmp_path, verbose=0)
@@ -229,6 +234,7 @@ def test_keras_weights_files_hold_the_newest_and_the_best_epoch(tmp_path, monkey
             np.testing.assert_array_equal(to_numpy(variable), value, err_msg=variable.path)
 
 
+@pytest.mark.slow
 def test_more_epochs_continue_a_finished_run(tmp_path):
     training.train_and_evaluate(*tiny_configs(epochs=1), tmp_path, verbose=0)
     record = Record()
@@ -358,6 +364,7 @@ def test_fit_refuses_a_dataset_of_float_images():
         model.evaluate(labelled, verbose=0)
 
 
+@pytest.mark.slow
 def test_backups_count_steps_when_a_call_runs_several(tmp_path, monkeypatch):
     steps = []
     write_state = state.write
