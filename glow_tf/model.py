@@ -93,6 +93,13 @@ class Glow(keras.Model):
         self.build((None, *config.image_shape))
 
     def build(self, input_shape):
+        if self.flow.built:
+            # Built in __init__, from the config: a second call (a user's, or Keras')
+            # may only confirm the shape; building again would add every weight twice.
+            if tuple(input_shape[1:]) != tuple(self.config.image_shape):
+                raise ValueError(f"Glow.build({tuple(input_shape)}): this model takes images "
+                                 f"of shape {tuple(self.config.image_shape)}.")
+            return
         self.flow.build(input_shape)
         if self.config.num_classes:
             self.classifier.build((None, self.latent_shapes[-1][-1]))

@@ -55,6 +55,31 @@ def wait_for(event, what, process=None, log=None, timeout=HANG):
         time.sleep(POLL)
 
 
+def interrupt_when(command, when, log, inspect, stdout=subprocess.DEVNULL, **popen):
+    """Starts `command` (its stderr into `log`) and sends it SIGINT at a moment it reaches.
+
+    `when(process)` gives (what, event): the moment in words and a function
+    true once it came. The process is stopped there (`frozen`), `inspect()`
+    looks at what it had done, and the SIGINT arrives at that moment.
+    Returns (the ended process, what, what inspect returned); fails if the
+    process ended before the moment.
+    """
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, **popen)
+        try:
+            what, event = when(process)
+            wait_for(event, what, process, log)
+            with frozen(process) as alive:
+                assert alive, f"the process ended at {what}, before its SIGINT"
+                seen = inspect()
+                process.send_signal(signal.SIGINT)
+            process.wait(timeout=HANG)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return process, what, seen
+
+
 def pausing_at_backup(step, command):
     """`command` (python SCRIPT ARGS) made to stop itself after writing a backup past `step`.
 

@@ -128,6 +128,16 @@ def test_weights_round_trip(model, tmp_path):
     assert fresh.initialized
 
 
+def test_build_again_confirms_the_shape_and_adds_no_weights():
+    model = Glow(TINY)
+    count = len(model.weights)
+    model.build((None, *TINY.image_shape))  # built in __init__; a second call changes nothing
+    assert len(model.weights) == count
+    wrong = (None, TINY.image_shape[0] * 2, *TINY.image_shape[1:])
+    with pytest.raises(ValueError, match=r"Glow\.build\(\(None, 8.*takes images of shape"):
+        model.build(wrong)
+
+
 def test_whole_model_saves_and_loads(model, tmp_path):
     path = str(tmp_path / "tiny.keras")
     model.save(path)

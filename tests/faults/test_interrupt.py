@@ -30,7 +30,7 @@ from glow_tf.runs import files, state  # noqa: E402
 from glow_tf.tf import faults, training  # noqa: E402
 from glow_tf.tf.test_pass import PHASE_LOG  # noqa: E402
 from tests.faults.test_faults import snapshot, subprocess_env  # noqa: E402
-from tests.processes import HANG, ROOT, frozen, has_loaded, wait_for  # noqa: E402
+from tests.processes import HANG, ROOT, has_loaded, interrupt_when  # noqa: E402
 
 EPOCHS, STEPS_PER_EPOCH = 4, 1437 // 256
 TINY = {"k_glow": 1, "l_glow": 1, "hidden_channels": 8, "epochs": EPOCHS, "batch_size": 256,
@@ -124,21 +124,10 @@ class Run:
     def interrupt(self, phase, rng, log):
         """Runs main.py, sends SIGINT at `phase`'s moment; checks what it says. A history line."""
         before = snapshot(self.path) if self.path.exists() else {}
-        with open(log, "w") as stderr:
-            process = subprocess.Popen(self.command, cwd=self.folder, env=self.env,
-                                       stdout=subprocess.DEVNULL, stderr=stderr)
-            try:
-                what, event = self.event(phase, process, rng)
-                wait_for(event, what, process, log)
-                with frozen(process) as alive:
-                    assert alive, f"the process ended at {what}, before its SIGINT"
-                    finished = bool(self.metrics().get("finished"))
-                    step = self.step()
-                    process.send_signal(signal.SIGINT)
-                process.wait(timeout=HANG)
-            finally:
-                if process.poll() is None:
-                    process.kill()
+        process, what, (finished, step) = interrupt_when(
+            self.command, lambda process: self.event(phase, process, rng), log,
+            lambda: (bool(self.metrics().get("finished")), self.step()),
+            cwd=self.folder, env=self.env)
         error = log.read_text()
         seen = f"{phase} ({what}), frozen at step {step}"
         assert "Traceback" not in error and "Exception ignored" not in error, f"{seen}\n{error}"
@@ -316,19 +305,11 @@ def test_sample_evaluate_and_export_end_on_ctrl_c_with_one_line(finished, tmp_pa
     tool, args, event, what, output = tool_cases(run, out)[case]
     log = tmp_path / "stderr.log"
     env = {**subprocess_env(), "PYTHONUNBUFFERED": "1"}  # so that its lines are seen as printed
-    with open(log, "w") as stderr, open(log.with_suffix(".out"), "w") as stdout:
-        process = subprocess.Popen([sys.executable, str(ROOT / tool), *args], cwd=tmp_path,
-                                   env=env, stdout=stdout, stderr=stderr)
-        try:
-            wait_for(lambda: event(process, log), what, process, log)
-            with frozen(process) as alive:
-                assert alive, f"{tool} ended at {what}, before its SIGINT"
-                written = output.exists()
-                process.send_signal(signal.SIGINT)
-            process.wait(timeout=HANG)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with open(log.with_suffix(".out"), "w") as stdout:
+        process, _, written = interrupt_when(
+            [sys.executable, str(ROOT / tool), *args],
+            lambda process: (what, lambda: event(process, log)), log, output.exists,
+            stdout=stdout, cwd=tmp_path, env=env)
     error = log.read_text()
     assert process.returncode == 130 or written, error[-3000:]
     assert process.returncode in (0, 130), error[-3000:]
