@@ -2,7 +2,7 @@
 itself (SIGSTOP) right after it writes a run backup of a step past STEP.
 
 A test that kills a run after a given backup waits for the stopped state
-(`tests.processes.paused`): however fast the machine, the run cannot have
+(`tests.processes.stopped`): however fast the machine, the run cannot have
 gone on past that backup, nor finished, before the kill.
 """
 
