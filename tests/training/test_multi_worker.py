@@ -145,10 +145,10 @@ def event_file_pids(run_dir):
     return found
 
 
-def check_finished(run_dir, epochs=EPOCHS):
+def check_finished(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["finished"] and metrics["epochs_completed"] == epochs, metrics
-    assert metrics["steps"] == epochs * STEPS_PER_EPOCH, metrics
+    assert metrics["finished"] and metrics["epochs_completed"] == EPOCHS, metrics
+    assert metrics["steps"] == EPOCHS * STEPS_PER_EPOCH, metrics
     assert np.isfinite(metrics["test_bits_per_dim"]) and metrics["test_bits_per_dim"] < 4.0
     assert not [p for p in run_dir.rglob("*") if ".tmp" in p.name], "a temp file was left"
     return metrics
