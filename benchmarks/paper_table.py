@@ -2,11 +2,11 @@
 
     python -m benchmarks.paper_table --baseline ../glow_tf-before --json table.json
 
-`--baseline` is another checkout of glow_tf (the code to compare with),
-whose `benchmarks/train_step.py` runs from its own root. Every row is one
-`python -m benchmarks.train_step` process, run from the baseline's root or
-from this one, on TensorFlow or JAX, one after the other, baseline and new
-side by side:
+`--baseline` is another checkout of glow_tf (the code to compare with).
+Every row is one process of this checkout's `benchmarks/train_step.py`,
+timing the baseline's glow_tf or this one's (so both are timed the same
+way), on TensorFlow or JAX, one after the other, baseline and new side by
+side:
 
 - the paper's CIFAR-10 model (32x32x3, K=32, L=3, width 512) at batch 16:
   step time, host CPU time per step, peak resident memory, warm-up (the
@@ -26,6 +26,7 @@ table about an hour on two cores.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,35 +52,43 @@ def parse_args(argv=None):
                         help="root of the glow_tf checkout to compare with")
     parser.add_argument("--models", default="paper,digits,photo",
                         help="comma-separated: paper, digits, photo")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated: tensorflow, jax")
     parser.add_argument("--no_memory_plan", action="store_true")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.baseline, "benchmarks", "train_step.py")):
+    for backend in args.backends.split(","):
+        if backend not in BACKENDS:
+            parser.error(f"--backends: {backend!r}: expected tensorflow or jax.")
+    if not os.path.isfile(os.path.join(args.baseline, "glow_tf", "__init__.py")):
         parser.error(f"--baseline={args.baseline!r}: expected the root of a glow_tf checkout "
-                     "(with benchmarks/train_step.py).")
+                     "(with glow_tf/__init__.py).")
     return args
 
 
 def run_row(root, backend, flags):
-    """One train_step process from `root`; its JSON row, with the load around it."""
-    fd, path = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    try:
+    """This checkout's train_step timing the glow_tf of `root`; its JSON row, with the load
+    around it."""
+    with tempfile.TemporaryDirectory() as folder:
+        # The benchmark alone in a package of its own, so that `glow_tf` comes from `root`.
+        os.mkdir(os.path.join(folder, "benchmarks"))
+        open(os.path.join(folder, "benchmarks", "__init__.py"), "w").close()
+        shutil.copy(os.path.join(ROOT, "benchmarks", "train_step.py"),
+                    os.path.join(folder, "benchmarks"))
+        path = os.path.join(folder, "row.json")
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
                "PYTHONPATH": root}
         load_before = os.getloadavg()[0]
         result = subprocess.run([sys.executable, "-m", "benchmarks.train_step", *flags,
-                                 f"--json={path}"], cwd=root, env=env,
+                                 f"--json={path}"], cwd=folder, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"train_step {' '.join(flags)} on {backend} from {root} failed:\n"
-                               + result.stderr[-3000:])
+            raise RuntimeError(f"train_step {' '.join(flags)} on {backend} timing {root} "
+                               "failed:\n" + result.stderr[-3000:])
         with open(path) as f:
             (row,) = json.load(f)
         row["load"] = (load_before, os.getloadavg()[0])
         return row
-    finally:
-        os.remove(path)
 
 
 def warm_up(row):
@@ -117,7 +126,7 @@ def main(argv=None):
     for name, flags, extra in MODELS:
         if name.split(",")[0].split()[0] not in wanted:
             continue
-        for backend in BACKENDS:
+        for backend in args.backends.split(","):
             pair = {}
             variants = [("before", baseline, []), ("new", ROOT, [])]
             if extra:

@@ -42,7 +42,12 @@ import numpy as np
 
 from glow_tf import precision as precision_lib
 from glow_tf.cli import runtime
-from glow_tf.config import COUPLINGS, LOOPS, OPTIMIZERS, PERMUTATIONS, THREADS_PER_OP, GlowConfig
+from glow_tf.config import COUPLINGS, OPTIMIZERS, PERMUTATIONS, THREADS_PER_OP, GlowConfig
+
+try:
+    from glow_tf.config import LOOPS
+except ImportError:  # a glow_tf from before the loop, timed by benchmarks.paper_table
+    LOOPS = ("auto",)
 
 # Keras, and the backend behind it, start in main(), after the flags chose
 # TensorFlow's runtime (glow_tf.cli.runtime), which must precede its first op.
@@ -102,8 +107,9 @@ def parse_args(argv=None):
     add("--grappler", action="store_true",
         help="keep TensorFlow's graph optimiser on a CPU (the tools turn it off there)")
     add("--mode", default="fit", choices=MODES,
-        help="fit: one fit() over --steps batches per repeat (how users train); "
-        "train_on_batch: one call per step")
+        help="fit: one fit() over the warm-up and every repeat's --steps batches, "
+        "timed between them by a callback (how a run trains); train_on_batch: one call "
+        "per step")
     add("--optimizer", default="adam", choices=OPTIMIZERS)
     add("--steps", type=int, default=20, help="timed training steps per repeat")
     add("--warmup", type=int, default=3, help="untimed training steps first (compilation)")
@@ -226,11 +232,15 @@ def run_row(args, batch, precision):
     spe = args.steps_per_execution
     steps, warmup = _round_up(args.steps, spe), _round_up(args.warmup, spe)
     rng = np.random.default_rng(args.seed)
-    images = rng.integers(0, 256, (batch * max(steps, warmup), *args.config.image_shape),
-                          dtype=np.uint8)
+    # fit() goes through the warm-up and every repeat once; train_on_batch reuses the first batch.
+    batches = max(warmup, spe) + steps * args.repeats if args.mode == "fit" else max(steps, warmup)
+    images = rng.integers(0, 256, (batch * batches, *args.config.image_shape), dtype=np.uint8)
 
     with precision_lib.precision_scope(precision):
-        model = Glow(args.config, remat=args.remat, loop=args.loop)
+        # "auto" is Glow's default; not passing it lets --baseline's rows
+        # (benchmarks.paper_table) time a glow_tf from before the argument.
+        loop = {} if args.loop == "auto" else {"loop": args.loop}
+        model = Glow(args.config, remat=args.remat, **loop)
     model.initialize(images[: min(len(images), 256)])
     optimizer = precision_lib.with_loss_scaling(make_optimizer(args.optimizer, 1e-4), precision)
     model.compile(optimizer, jit_compile=JIT[args.jit], steps_per_execution=spe)
@@ -238,36 +248,12 @@ def run_row(args, batch, precision):
     # trace creates the optimizer's slots is traced twice.
     model.optimizer.build(model.trainable_variables)
 
-    losses = []
     if args.mode == "fit":
-        def train(n):
-            history = model.fit(images[: batch * n], batch_size=batch, epochs=1,
-                                verbose=0, shuffle=False)
-            losses.append(history.history["loss"][-1])
+        first_step_s, warmup_s, step_ms, cpu_ms, loss = _time_one_fit(
+            model, images, batch, spe, warmup, steps, args.repeats)
     else:
-        one_batch = images[:batch]
-
-        def train(n):
-            for _ in range(n):
-                losses.append(model.train_on_batch(one_batch))
-
-    # The first call traces and compiles; it runs steps_per_execution steps.
-    start = time.perf_counter()
-    train(spe)
-    block_until_ready(model)
-    first_step_s = time.perf_counter() - start
-    if warmup > spe:
-        train(warmup - spe)
-    block_until_ready(model)
-    warmup_s = time.perf_counter() - start
-
-    step_ms, cpu_ms = [], []
-    for _ in range(args.repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        train(steps)
-        block_until_ready(model)
-        step_ms.append(1000.0 * (time.perf_counter() - start) / steps)
-        cpu_ms.append(1000.0 * (time.process_time() - start_cpu) / steps)
+        first_step_s, warmup_s, step_ms, cpu_ms, loss = _time_train_on_batch(
+            model, images[:batch], spe, warmup, steps, args.repeats)
     memory, memory_kind = peak_memory()
 
     # What a training run's test pass and summaries compile (glow_tf.compiled):
@@ -298,7 +284,7 @@ def run_row(args, batch, precision):
         "batch": batch,
         "precision": precision,
         "remat": args.remat,
-        "loop": bool(model.flow.levels[0].bijectors[1].looped),
+        "loop": _looped(model),
         "jit": bool(model.jit_compile),
         "steps_per_execution": spe,
         "mode": args.mode,
@@ -318,13 +304,83 @@ def run_row(args, batch, precision):
         "peak_memory_bytes": int(memory),
         "peak_memory_kind": memory_kind,
         "parameters": parameter_count(model),
-        "loss_after": float(losses[-1]),
+        "loss_after": float(loss),
         "encode_ms": encode_ms,
         "encode_ms_median": statistics.median(encode_ms) if encode_ms else None,
         "sample_batch": sample_batch,
         "sample_ms": sample_ms,
         "sample_ms_median": statistics.median(sample_ms) if sample_ms else None,
     }
+
+
+def _time_one_fit(model, images, batch, spe, warmup, steps, repeats):
+    """The steps of one fit() over the warm-up and every timed batch, as a run trains.
+
+    A callback notes the wall and CPU clocks at the end of the first step,
+    of the warm-up and of each repeat. Not one fit() per repeat: TensorFlow
+    ran the paper-width step on one core in some fit() calls of a step or
+    two, and on both cores through the steps of a longer one
+    (docs/performance.md), and a training run's epoch is one long fit().
+    """
+    warmup = max(warmup, spe)  # the first step is part of the warm-up
+    ends = [spe, warmup] + [warmup + steps * (r + 1) for r in range(repeats)]
+    clocks = {}
+
+    class Clock(keras.callbacks.Callback):
+        # Keras calls a callback that says so with the step's logs once they
+        # are numbers (so once the step is done), from a thread of its own
+        # where the backend allows (JAX): fit() runs as it would without
+        # one, each step dispatched while the one before it computes.
+        async_safe = True
+
+        def on_train_batch_end(self, batch_index, logs=None):
+            # batch_index is the last step of the call (steps_per_execution).
+            if batch_index + 1 in ends:
+                clocks[batch_index + 1] = (time.perf_counter(), time.process_time())
+
+    start = time.perf_counter()
+    history = model.fit(images[: batch * ends[-1]], batch_size=batch, epochs=1, verbose=0,
+                        shuffle=False, callbacks=[Clock()])
+    clocks = [clocks[end] for end in ends]
+    first_step_s, warmup_s = clocks[0][0] - start, clocks[1][0] - start
+    step_ms, cpu_ms = [], []
+    for (wall_0, cpu_0), (wall_1, cpu_1) in zip(clocks[1:], clocks[2:]):
+        step_ms.append(1000.0 * (wall_1 - wall_0) / steps)
+        cpu_ms.append(1000.0 * (cpu_1 - cpu_0) / steps)
+    return first_step_s, warmup_s, step_ms, cpu_ms, history.history["loss"][-1]
+
+
+def _time_train_on_batch(model, one_batch, spe, warmup, steps, repeats):
+    """As _time_one_fit, with one train_on_batch call per step."""
+    def train(n):
+        for _ in range(n):
+            loss = model.train_on_batch(one_batch)
+        return loss
+
+    # The first call traces and compiles; it runs steps_per_execution steps.
+    start = time.perf_counter()
+    loss = train(spe)
+    block_until_ready(model)
+    first_step_s = time.perf_counter() - start
+    if warmup > spe:
+        loss = train(warmup - spe)
+    block_until_ready(model)
+    warmup_s = time.perf_counter() - start
+    step_ms, cpu_ms = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        loss = train(steps)
+        block_until_ready(model)
+        step_ms.append(1000.0 * (time.perf_counter() - start) / steps)
+        cpu_ms.append(1000.0 * (time.process_time() - start_cpu) / steps)
+    return first_step_s, warmup_s, step_ms, cpu_ms, loss
+
+
+def _looped(model):
+    """Whether the model runs each level's steps as one loop (False for a glow_tf
+    from before the loop)."""
+    levels = getattr(getattr(model, "flow", None), "levels", None)
+    return bool(levels) and bool(getattr(levels[0].bijectors[1], "looped", False))
 
 
 def _median_s(ms):

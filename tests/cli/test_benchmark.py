@@ -5,6 +5,7 @@ It is timed nowhere here; these check that it runs and reports on either backend
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -106,3 +107,44 @@ def test_bench_rejects_bad_flags():
     assert result.returncode == 2
     assert "--precision='fp8': expected one of float32, bfloat16, float16" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fit_mode_times_the_warm_up_and_every_repeat_inside_one_fit(monkeypatch):
+    """A run trains in long fit() calls; the benchmark times its steps inside one."""
+    from benchmarks import train_step
+    from glow_tf.model import Glow
+
+    calls = []
+    fit = Glow.fit
+    monkeypatch.setattr(Glow, "fit", lambda self, *a, **k: calls.append(1) or fit(self, *a, **k))
+    args = train_step.parse_args([*BENCH_TINY, "--warmup=2", "--steps=3", "--repeats=2",
+                                  "--sample_batch=0"])
+    train_step._start_keras(args)
+    row = train_step.run_row(args, 4, "float32")
+    assert calls == [1]
+    assert len(row["step_ms"]) == len(row["cpu_ms"]) == 2
+    assert all(ms > 0 for ms in row["step_ms"])
+    assert 0 < row["first_step_s"] <= row["step_warmup_s"]
+    assert np.isfinite(row["loss_after"])
+
+
+def test_paper_table_times_another_checkouts_glow_tf_with_this_benchmark(tmp_path):
+    """The baseline's rows: this checkout's train_step, the baseline's glow_tf (here a copy
+    of this one, which a marker file tells apart)."""
+    from benchmarks import paper_table
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(ROOT / "glow_tf", baseline / "glow_tf",
+                    ignore=shutil.ignore_patterns("__pycache__", "pretrained"))
+    (baseline / "glow_tf" / "__init__.py").write_text(
+        (ROOT / "glow_tf" / "__init__.py").read_text()
+        + f"\nopen({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    row = paper_table.run_row(str(baseline), "tensorflow", BENCH_TINY)
+    assert (tmp_path / "imported").exists()
+    assert row["batch"] == 4 and np.isfinite(row["loss_after"]) and len(row["load"]) == 2
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.paper_table", f"--baseline={baseline}",
+         "--backends=tensorflow,torch"], cwd=ROOT, capture_output=True, text=True, timeout=HANG)
+    assert result.returncode == 2
+    assert "--backends: 'torch': expected tensorflow or jax." in result.stderr
