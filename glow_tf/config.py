@@ -256,6 +256,14 @@ class TrainingConfig(_Config):
         "Recompute each step of flow in the backward pass instead of storing its "
         "activations (per-step checkpointing): much less memory, about one more forward pass.",
     )
+    loop: str = setting(
+        "auto",
+        "How each level runs its K steps of flow: as one loop over their stacked weights "
+        "(a trace K times shorter: with --remat, the least memory and the shortest warm-up), "
+        "unrolled, or auto: unrolled on a CPU, where its step is faster, one loop on an "
+        "accelerator (docs/performance.md). The weights are the same either way.",
+        choices=LOOPS,
+    )
     strategy: str = setting(
         "none",
         "Devices to train on: mirrored (this machine's GPUs), multi_worker (the cluster in "
@@ -310,6 +318,8 @@ class TrainingConfig(_Config):
                 f"threads_per_op={self.threads_per_op!r}: expected one of "
                 f"{', '.join(THREADS_PER_OP)}."
             )
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop={self.loop!r}: expected one of {', '.join(LOOPS)}.")
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}."

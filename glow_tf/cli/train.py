@@ -48,6 +48,7 @@ def _main(program, flag_values):
     try:
         configs = settings_lib.configs_from(settings)
         runtime.prepare(flag_values.backend)  # before anything imports Keras
+        _check_loop_and_jit(configs.training)
     except ValueError as error:
         cli.fail(program, error)
     runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
@@ -71,6 +72,16 @@ def _main(program, flag_values):
         interrupts.finish()  # from here on, a Ctrl-C changes nothing
     except KeyboardInterrupt:
         raise faults.interruption(RunDir(run_dir), finished=True) from None
+
+
+def _check_loop_and_jit(training_config):
+    """XLA cannot differentiate TensorFlow's loop of unknown length (see Glow.compile)."""
+    import keras
+
+    if training_config.jit and training_config.loop == "loop" and \
+            keras.backend.backend() == "tensorflow":
+        raise ValueError("--loop=loop with --jit on TensorFlow: XLA cannot differentiate "
+                         "TensorFlow's loop; use --loop=auto or --loop=unrolled.")
 
 
 def run():

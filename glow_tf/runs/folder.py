@@ -44,7 +44,8 @@ WEIGHTS = {"newest": NEWEST_WEIGHTS, "best": BEST_WEIGHTS}
 # more epochs extend it, how often it backs up does not change the result,
 # and a lower learning rate or gradient clipping is how a run that diverged
 # goes on from its last good backup. Nor do the ways of computing the same
-# step: XLA, steps per execution, rematerialisation, threads and the devices
+# step: XLA, steps per execution, rematerialisation, the loop over a level's
+# steps, threads and the devices
 # (--batch_size is the global batch, so the steps are the same on any number
 # of them). Not mixed_precision: it changes the numbers trained on, and
 # float16 adds loss-scale state to the optimizer that a backup without it
@@ -53,7 +54,7 @@ MAY_CHANGE_ON_RESUME = (
     ("training", "epochs"), ("training", "backup_every"),
     ("training", "lr"), ("training", "clipnorm"), ("training", "jit"),
     ("training", "steps_per_execution"), ("training", "remat"), ("training", "strategy"),
-    ("training", "threads_per_op"),
+    ("training", "threads_per_op"), ("training", "loop"),
 )
 
 # Compared only when both runs average (else polyak differs, or neither uses it).

@@ -106,7 +106,7 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
     with distribution.scope():
         phases.report(f"Building the model: {describe_model(model_config)} ...")
         with precision_lib.precision_scope(training_config.precision):
-            model = Glow(model_config, remat=training_config.remat)
+            model = Glow(model_config, remat=training_config.remat, loop=training_config.loop)
         if init_images is not None:
             phases.report(f"Initialising the ActNorm layers from {len(init_images)} training "
                           "images (one pass, not compiled) ...")

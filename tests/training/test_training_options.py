@@ -36,10 +36,12 @@ def test_the_flags_reach_the_training_config(tmp_path, flag_values, monkeypatch)
     monkeypatch.setattr(training, "train_and_evaluate", record)
     flag_values(["main.py", "--remat", "--jit", "--steps_per_execution=2",
                  "--mixed_precision=float16", "--strategy=mirrored", "--batch_size=32",
-                 "--polyak", "--polyak_epochs=2.5", "--run_dir", str(tmp_path / "run")])
+                 "--polyak", "--polyak_epochs=2.5", "--loop=unrolled",
+                 "--run_dir", str(tmp_path / "run")])
     train.main(["main.py"], flag_values)
     config = seen["config"]
     assert (config.remat, config.jit, config.steps_per_execution) == (True, True, 2)
+    assert config.loop == "unrolled"
     assert (config.mixed_precision, config.strategy) == ("float16", "mirrored")
     assert (config.polyak, config.polyak_epochs) == (True, 2.5)
 
@@ -58,7 +60,7 @@ def test_build_and_fit_applies_the_options(monkeypatch):
     monkeypatch.setattr(Glow, "compile", compile_without_xla)
     model_config, _, config = settings.configs_for(
         "digits", k_glow=1, l_glow=2, hidden_channels=4, batch_size=8, epochs=1, warmup=0.0,
-        remat=True, jit=True, steps_per_execution=2, mixed_precision="float16",
+        remat=True, jit=True, steps_per_execution=2, mixed_precision="float16", loop="unrolled",
     )
     images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 1), dtype=np.uint8)
     train = tf.data.Dataset.from_tensor_slices(images).batch(8)
@@ -67,7 +69,7 @@ def test_build_and_fit_applies_the_options(monkeypatch):
         steps_per_epoch=4, verbose=0,
     )
     assert compiled["jit_compile"] is True and compiled["steps_per_execution"] == 2
-    assert model.remat and model.steps_per_execution == 2
+    assert model.remat and model.steps_per_execution == 2 and model.loop == "unrolled"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     networks = [l for l in model._flatten_layers() if isinstance(l, CouplingNetwork)]
     assert networks and all(l.compute_dtype == "float16" for l in networks)
@@ -101,6 +103,7 @@ def test_float16_scales_the_loss():
         ({"steps_per_execution": 0}, "steps_per_execution=0: expected an integer >= 1"),
         ({"jit": "yes"}, "jit='yes': expected True or False"),
         ({"remat": 1}, "remat=1: expected True or False"),
+        ({"loop": "scan"}, "loop='scan': expected one of auto, loop, unrolled"),
     ],
 )
 def test_bad_values_are_named(fields, message):
@@ -148,3 +151,16 @@ def test_how_to_compute_may_change_on_resume_but_precision_may_not(tmp_path):
     run.prepare(config(jit=True, remat=True, steps_per_execution=4, strategy="mirrored"))
     with pytest.raises(RunDirMismatchError, match="training.mixed_precision: 'none' in the run folder, 'bfloat16' now"):
         run.prepare(config(mixed_precision="bfloat16"))
+
+
+def test_the_loop_with_xla_on_tensorflow_is_refused_in_one_line(flag_values, tmp_path, capsys):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("XLA's limit on TensorFlow's loop")
+    flag_values(["main.py", "--jit", "--loop=loop", "--run_dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["main.py"], flag_values)
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error == ("main.py: error: --loop=loop with --jit on TensorFlow: XLA cannot "
+                     "differentiate TensorFlow's loop; use --loop=auto or --loop=unrolled.\n")
+    assert not (tmp_path / "run").exists()
