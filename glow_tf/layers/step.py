@@ -86,8 +86,9 @@ class FlowSteps(Chain):
     step's math (`stateless_call`) on each step's slice of them, so a trace
     holds one step instead of K: tracing and compiling take about K times
     less. The steps keep their own variables, so the weights file is the
-    same either way. `loop="auto"` picks what measured faster for the
-    backend and device (`loops_by_default`).
+    same either way. `loop="auto"` picks what measured better for the
+    backend and device (`loops_by_default`), and always the loop with
+    `remat`: see `looped`.
 
     Args:
         bijectors: the `FlowStep`s, in the data -> latent order.
@@ -112,10 +113,23 @@ class FlowSteps(Chain):
 
     @property
     def looped(self):
-        """Whether a call runs the steps as one loop (it cannot while they hold Python state)."""
+        """Whether a call runs the steps as one loop (it cannot while they hold Python state).
+
+        With `remat`, "auto" loops on every backend and device. Unrolled,
+        XLA on a CPU drops the barriers that `jax.checkpoint` puts around
+        each recomputed step and merges the recomputation with the forward
+        pass, so JAX's unrolled step keeps every activation: its compiled
+        step needs more scratch memory with remat than without. Inside the
+        loop the backward pass is a loop of its own and the recomputation
+        stays. On TensorFlow's CPU the loop with remat measured faster, with
+        less memory and a shorter warm-up than the unrolled steps with it
+        (docs/performance.md).
+        """
         if len(self.bijectors) < 2 or not self.stateless:
             return False
-        return loops_by_default() if self.loop == "auto" else self.loop == "loop"
+        if self.loop == "auto":
+            return self.remat or loops_by_default()
+        return self.loop == "loop"
 
     @property
     def stateless(self):
