@@ -53,9 +53,10 @@ class Glow(keras.Model):
             the weights file are the same either way.
         loop: how each level runs its K steps of flow: "loop" (one loop over
             their stacked weights: one step to trace and compile instead of
-            K), "unrolled" (one after the other), or "auto" (the faster on
-            this backend and device, as measured: glow_tf.layers.step). Also
-            a way of computing only: the same function and weights file.
+            K), "unrolled" (one after the other), or "auto" (the loop with
+            `remat`; otherwise the faster on this backend and device, as
+            measured: glow_tf.layers.step). Also a way of computing only: the
+            same function and weights file.
 
     Example:
         >>> model = Glow(GlowConfig(image_shape=(32, 32, 3)))
