@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -325,18 +326,27 @@ def _time_one_fit(model, images, batch, spe, warmup, steps, repeats):
     warmup = max(warmup, spe)  # the first step is part of the warm-up
     ends = [spe, warmup] + [warmup + steps * (r + 1) for r in range(repeats)]
     clocks = {}
+    in_order = threading.Condition()
 
     class Clock(keras.callbacks.Callback):
         # Keras calls a callback that says so with the step's logs once they
-        # are numbers (so once the step is done), from a thread of its own
+        # are numbers (so once the step is done), from threads of its own
         # where the backend allows (JAX): fit() runs as it would without
         # one, each step dispatched while the one before it computes.
         async_safe = True
 
         def on_train_batch_end(self, batch_index, logs=None):
             # batch_index is the last step of the call (steps_per_execution).
-            if batch_index + 1 in ends:
-                clocks[batch_index + 1] = (time.perf_counter(), time.process_time())
+            end = batch_index + 1
+            if end not in ends:
+                return
+            # Those threads may reach here out of order (two short steps
+            # done at once, one thread descheduled): each end takes its
+            # clock after the ends before it, which it cannot precede.
+            with in_order:
+                in_order.wait_for(lambda: all(e in clocks for e in ends if e < end))
+                clocks[end] = (time.perf_counter(), time.process_time())
+                in_order.notify_all()
 
     start = time.perf_counter()
     history = model.fit(images[: batch * ends[-1]], batch_size=batch, epochs=1, verbose=0,

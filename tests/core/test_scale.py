@@ -251,8 +251,9 @@ def compiled_scratch_bytes(model, images):
 @pytest.mark.both_backends
 @pytest.mark.skipif(BACKEND != "jax", reason="XLA's memory analysis of a JAX function")
 def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores():
-    """Per extra step of flow, the compiled step keeps its input alone with remat,
-    every activation without: asked of the compiler (buffer sizes, no clock).
+    """Per extra step of flow, the compiled step keeps little more than the step's
+    input with remat, every activation without: asked of the compiler (buffer
+    sizes, no clock).
 
     Unrolled, XLA on a CPU merges JAX's recomputation back into the forward
     pass; the loop, which remat picks, keeps it (FlowSteps.looped).
