@@ -8,8 +8,9 @@ probability of the discrete image (Glow, section 2; Theis et al. 2016).
 
 import math
 
-import keras
 from keras import ops
+
+from glow_tf import draws
 
 
 def quantize(images, n_bits):
@@ -29,7 +30,7 @@ def dequantize(images, n_bits, seed=None):
         seed: an int, a `keras.random.SeedGenerator`, or None.
     """
     x = quantize(images, n_bits)
-    return x + keras.random.uniform(ops.shape(x), 0.0, 1.0 / 2**n_bits, seed=seed)
+    return x + draws.uniform(ops.shape(x), 0.0, 1.0 / 2**n_bits, seed)
 
 
 def to_uint8(x, n_bits):

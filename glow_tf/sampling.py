@@ -9,6 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from glow_tf import draws
+
 # Images that `Glow.sample` decodes at once. The memory of one decode grows
 # with its batch (the coupling networks' activations), so a large n is
 # decoded in batches of this size.
@@ -29,7 +31,7 @@ def draw_latents(latent_shapes, n, temperature, seed=None):
     """
     if not isinstance(seed, keras.random.SeedGenerator):
         seed = keras.random.SeedGenerator(seed)
-    return [temperature * keras.random.normal((n, *shape), seed=seed) for shape in latent_shapes]
+    return [temperature * draws.normal((n, *shape), seed) for shape in latent_shapes]
 
 
 def pad_rows(rows, size):

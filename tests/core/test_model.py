@@ -103,6 +103,27 @@ def test_sample_shape_dtype_and_temperature(model):
         model.sample(2, temperature=-1)
 
 
+@pytest.mark.both_backends
+def test_latents_and_dequantisation_noise_are_keras_own_draws_for_the_seed(model):
+    """glow_tf draws them as flat vectors (glow_tf/draws.py: faster to compile
+    on JAX); the numbers must stay those Keras draws for each shape."""
+    from glow_tf import sampling
+
+    shapes = model.latent_shapes
+    generator = keras.random.SeedGenerator(11)
+    expected = [0.7 * to_numpy(keras.random.normal((3, *shape), seed=generator))
+                for shape in shapes]
+    drawn = sampling.draw_latents(shapes, 3, 0.7, seed=11)
+    assert [tuple(z.shape) for z in drawn] == [(3, *shape) for shape in shapes]
+    for z, want in zip(drawn, expected):
+        np.testing.assert_array_equal(to_numpy(z), want)
+    images = uint8_images(3)
+    noise = to_numpy(quantization.dequantize(images, TINY.n_bits, seed=5)) \
+        - to_numpy(quantization.quantize(images, TINY.n_bits))
+    want = to_numpy(keras.random.uniform(images.shape, 0.0, 1.0 / 2**TINY.n_bits, seed=5))
+    np.testing.assert_allclose(noise, want, atol=1e-7)
+
+
 def test_one_sample_with_a_one_by_one_top_latent(model):
     """A batch of one through a 1x1 top latent (TINY's, and 8x8 images at L=3).
 
