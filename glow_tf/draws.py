@@ -2,7 +2,7 @@
 
 Both backends fill a shape in row-major order, so the numbers are the ones
 `keras.random` draws for the shape itself: same seed, same values
-(tests/core/test_sampling.py checks it). Why flat: JAX compiles its random
+(tests/core/test_model.py checks it). Why flat: JAX compiles its random
 bits once for every shape, and XLA on a CPU took 0.5 to 2.4 s for each 4-D
 shape of the paper model's latents, against 0.16 s for a flat one; the three
 latents of its first sample spent 4 s there. A shape that holds a traced

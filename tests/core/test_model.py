@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 
 from glow_tf import Glow, GlowConfig
-from glow_tf import quantization
+from glow_tf import quantization, sampling
 from glow_tf.layers import ActNorm
 from glow_tf.layers.actnorm import actnorms_within
 from tests.bijector_checks import log_abs_det_jacobian, randomize_weights, to_numpy
@@ -107,8 +107,6 @@ def test_sample_shape_dtype_and_temperature(model):
 def test_latents_and_dequantisation_noise_are_keras_own_draws_for_the_seed(model):
     """glow_tf draws them as flat vectors (glow_tf/draws.py: faster to compile
     on JAX); the numbers must stay those Keras draws for each shape."""
-    from glow_tf import sampling
-
     shapes = model.latent_shapes
     generator = keras.random.SeedGenerator(11)
     expected = [0.7 * to_numpy(keras.random.normal((3, *shape), seed=generator))
