@@ -17,17 +17,14 @@ from keras import ops
 
 
 def normal(shape, seed):
-    if not _static(shape):
-        return keras.random.normal(shape, seed=seed)
-    return ops.reshape(keras.random.normal((math.prod(shape),), seed=seed), shape)
+    return _drawn(keras.random.normal, shape, seed=seed)
 
 
 def uniform(shape, minval, maxval, seed):
-    if not _static(shape):
-        return keras.random.uniform(shape, minval, maxval, seed=seed)
-    return ops.reshape(keras.random.uniform((math.prod(shape),), minval, maxval, seed=seed),
-                       shape)
+    return _drawn(keras.random.uniform, shape, minval=minval, maxval=maxval, seed=seed)
 
 
-def _static(shape):
-    return all(isinstance(size, numbers.Integral) for size in shape)
+def _drawn(draw, shape, **kwargs):
+    if not all(isinstance(size, numbers.Integral) for size in shape):
+        return draw(shape, **kwargs)
+    return ops.reshape(draw((math.prod(shape),), **kwargs), shape)
