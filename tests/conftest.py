@@ -13,6 +13,12 @@ JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 
 
 def pytest_configure(config):
+    _pin_this_worker(config)
+    # pytest-xdist's `-n 2` hands out one test at a time as a worker frees
+    # up, rather than a quarter of the suite at once: with the slow tests
+    # first (below), the two workers end together.
+    if getattr(config.option, "maxschedchunk", "absent") is None:
+        config.option.maxschedchunk = 1
     # A shell that starts a job in the background without job control
     # starts it with SIGINT ignored, and so every process the tests start
     # would ignore it too: the Ctrl-C tests need SIGINT as a terminal gives it.
@@ -26,6 +32,27 @@ def pytest_configure(config):
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         config.jax_cache_folder = tempfile.mkdtemp(prefix="glow_tf-tests-jax-cache-")
         os.environ.update(JAX_CACHE, JAX_COMPILATION_CACHE_DIR=config.jax_cache_folder)
+
+
+def _pin_this_worker(config):
+    """Under pytest-xdist, each worker and every process it starts keep to
+    their own share of the machine's cores. Without it, two workers' Keras
+    processes each size their thread pools to the whole machine, and their
+    threads wait on each other's cores."""
+    worker = getattr(config, "workerinput", None)  # set on xdist's workers only
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    index, count = int(worker["workerid"][2:]), int(worker["workercount"])  # "gw0", 2
+    cores = sorted(os.sched_getaffinity(0))
+    if count > 1 and len(cores) >= count:
+        os.sched_setaffinity(0, cores[index::count])
+
+
+def pytest_collection_modifyitems(config, items):
+    # Slow tests first, so that parallel workers take the long ones while
+    # there are short ones left to even out the end.
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_unconfigure(config):

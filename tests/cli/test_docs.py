@@ -15,7 +15,7 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 README_MAX_CHARS = 10_000
 SET_UP_COMMANDS = (
     "pip install -r requirements.txt && python main.py --dataset digits",
-    "python -m pip install -r requirements-dev.txt && python -m pytest",
+    "python -m pip install -r requirements-dev.txt && python -m pytest -n 2",
 )
 # Words about how the project was made rather than what it is. The last
 # alternative is spelled with \s so that this file does not match itself.
