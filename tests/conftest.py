@@ -15,8 +15,8 @@ JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 def pytest_configure(config):
     _pin_this_worker(config)
     # pytest-xdist's `-n 2` hands out one test at a time as a worker frees
-    # up, rather than a quarter of the suite at once: with the slow tests
-    # first (below), the two workers end together.
+    # up, rather than a quarter of each worker's share at once: with the
+    # slow tests first (below), the two workers end together.
     if getattr(config.option, "maxschedchunk", "absent") is None:
         config.option.maxschedchunk = 1
     # A shell that starts a job in the background without job control
@@ -36,9 +36,9 @@ def pytest_configure(config):
 
 def _pin_this_worker(config):
     """Under pytest-xdist, each worker and every process it starts keep to
-    their own share of the machine's cores. Without it, two workers' Keras
-    processes each size their thread pools to the whole machine, and their
-    threads wait on each other's cores."""
+    their own share of the machine's cores: TensorFlow and XLA size their
+    thread pools to the cores a process may use, and two workers' processes
+    would otherwise each take all of them."""
     worker = getattr(config, "workerinput", None)  # set on xdist's workers only
     if worker is None or not hasattr(os, "sched_setaffinity"):
         return
