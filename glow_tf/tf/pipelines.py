@@ -48,10 +48,27 @@ def load_split(config, split, labels=False):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if labels:
-        return examples.map(
+        examples = examples.map(
             lambda image, label: {"images": image, "labels": tf.cast(label, tf.int32)}
         )
-    return examples.map(lambda image, label: image)
+    else:
+        examples = examples.map(lambda image, label: image)
+    return untuned(examples)
+
+
+def untuned(dataset):
+    """The dataset without tf.data's autotuning thread; what follows it inherits that.
+
+    An iterator that autotunes owns a thread that sleeps between its
+    optimisations, and freeing the iterator waits for that thread: in a
+    process that goes on after a run (the tests, a notebook), Python's
+    collection of a finished fit's iterator stood still for up to 40 s.
+    Without autotuning, a folder's decode kept as many cores busy
+    (benchmarks/folder_decode.py, docs/design.md).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def make_datasets(config, batch_size, seed=0, labels=False):
@@ -190,10 +207,10 @@ _DECODE_BATCH = 512
 
 def _decode_all(files, config):
     """Every file decoded and prepared, as one uint8 array; DatasetError naming a bad file."""
-    decoded = tf.data.Dataset.from_tensor_slices(files).map(
+    decoded = untuned(tf.data.Dataset.from_tensor_slices(files).map(
         lambda path: _decode_file(path, config), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
-    ).batch(_DECODE_BATCH)
+    ).batch(_DECODE_BATCH))
     batches = []
     try:
         for batch in decoded.as_numpy_iterator():

@@ -65,6 +65,30 @@ def test_make_datasets_batches_shuffles_and_keeps_every_test_image():
     assert data.take_images(train, 5).shape == (5, 8, 8, 1)
 
 
+def test_every_pipeline_runs_without_autotuning():
+    """Freeing an autotuned iterator waits for its tuning thread (pipelines.untuned)."""
+    config = DataConfig("digits")
+    train, test = data.make_datasets(config, batch_size=100, seed=0)
+    labelled = data.load_split(config, "test", labels=True)
+    for dataset in (train, test, labelled, data.load_split(config, "train")):
+        assert dataset.options().autotune.enabled is False
+    assert tf.data.Dataset.range(3).options().autotune.enabled is not False  # tf.data's default
+
+
+def test_the_folder_decode_benchmark_prints_both_settings(tmp_path, capsys):
+    from benchmarks import folder_decode
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i:02d}.png")
+    folder_decode.main(["--data_dir", str(tmp_path), "--images", "8", "--img_size", "8",
+                        "--repeats", "1"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0].strip() for row in rows] == ["off (glow_tf)", "on"]
+    assert all(row[1].strip() == "8" and float(row[2].replace(",", "")) > 0 for row in rows)
+
+
 def test_batch_larger_than_the_training_split_is_named():
     with pytest.raises(DatasetError, match="batch_size=5000"):
         data.make_datasets(DataConfig("digits"), batch_size=5000)

@@ -142,7 +142,8 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, average
         # A resumed epoch starts its data anew; the same batch at every step
         # makes that position irrelevant, so both runs see the same data.
         train, test = make_datasets(config, batch_size, seed=seed, labels=labels)
-        return tf.data.Dataset.from_tensors(next(iter(train))).repeat(STEPS_PER_EPOCH), test
+        batch = tf.data.Dataset.from_tensors(next(iter(train))).repeat(STEPS_PER_EPOCH)
+        return pipelines.untuned(batch), test
 
     monkeypatch.setattr(pipelines, "make_datasets", one_batch_over_and_over)
     configs = tiny_configs(polyak=averaged)
