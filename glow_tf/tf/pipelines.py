@@ -61,8 +61,9 @@ def untuned(dataset):
 
     An iterator that autotunes owns a thread that sleeps between its
     optimisations, and freeing the iterator waits for that thread: in a
-    process that goes on after a run (the tests, a notebook), Python's
-    collection of a finished fit's iterator stood still for up to 40 s.
+    process that goes on after a run (the tests, a notebook), freeing an
+    iterator that an earlier run had left to Python's collector stood still
+    for up to 40 s.
     Without autotuning, a folder's decode kept as many cores busy
     (benchmarks/folder_decode.py, docs/design.md).
     """
