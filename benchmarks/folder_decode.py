@@ -17,6 +17,7 @@ import time
 import tensorflow as tf
 
 from glow_tf import image_folders
+from glow_tf.datasets import DatasetError
 from glow_tf.cli.settings import configs_for
 from glow_tf.tf import pipelines
 
@@ -42,8 +43,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.images < 1 or args.repeats < 1:
         parser.error(f"--images={args.images} and --repeats={args.repeats}: expected >= 1.")
-    config = configs_for("folder", data_dir=args.data_dir, img_size=args.img_size)[1]
-    files = list(image_folders.find(args.data_dir).files("train"))[:args.images]
+    try:
+        config = configs_for("folder", data_dir=args.data_dir, img_size=args.img_size)[1]
+        files = list(image_folders.find(args.data_dir).files("train"))[:args.images]
+    except (DatasetError, ValueError) as error:
+        parser.error(str(error))
     images_per_second(files[:256], config, autotune=False)  # TensorFlow's first-call costs
     print("| autotuning | images | images/s | cores busy |")
     print("|---|---|---|---|")

@@ -87,6 +87,9 @@ def test_the_folder_decode_benchmark_prints_both_settings(tmp_path, capsys):
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[0].strip() for row in rows] == ["off (glow_tf)", "on"]
     assert all(row[1].strip() == "8" and float(row[2].replace(",", "")) > 0 for row in rows)
+    with pytest.raises(SystemExit):  # argparse's one-line error, no traceback
+        folder_decode.main(["--data_dir", str(tmp_path / "missing")])
+    assert "expected an existing folder of images" in capsys.readouterr().err
 
 
 def test_batch_larger_than_the_training_split_is_named():
