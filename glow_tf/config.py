@@ -259,9 +259,9 @@ class TrainingConfig(_Config):
     loop: str = setting(
         "auto",
         "How each level runs its K steps of flow: as one loop over their stacked weights "
-        "(a trace K times shorter), unrolled, or auto: one loop with --remat or on an "
-        "accelerator, unrolled on a CPU otherwise, where its step is faster "
-        "(docs/performance.md). The weights are the same either way.",
+        "(a trace K times shorter), unrolled, or auto: one loop with --remat, on JAX or on "
+        "an accelerator, unrolled with TensorFlow on a CPU otherwise, where its step is "
+        "faster (docs/performance.md). The weights are the same either way.",
         choices=LOOPS,
     )
     strategy: str = setting(

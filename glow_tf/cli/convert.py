@@ -1,11 +1,11 @@
-"""Rewrites weights files of glow_tf 0.2 in the current layout, in place.
+"""Rewrites weights files of earlier layouts in the current one, in place.
 
     python -m glow_tf.cli.convert checkpoints/cifar10            # a run folder's newest and best
     python -m glow_tf.cli.convert path/to/newest.weights.h5      # one file, config.json beside it
 
-glow_tf 0.2 wrote a Glow's weights as one list of layers; glow_tf now
-writes the flow's levels, steps and splits (glow_tf.runs.convert). The
-values do not change. Each file is written atomically; files already in
+glow_tf 0.2 wrote a Glow's weights as one list of layers, and later each
+step of flow as a layer of its own; glow_tf now writes each level's steps
+as stacked variables (glow_tf.runs.convert). The values do not change. Each file is written atomically; files already in
 the current layout are left as they are. Prints each file it converted.
 """
 
@@ -30,7 +30,7 @@ def main(argv):
             else:
                 config = RunDir(os.path.dirname(os.path.abspath(path))).read_config()
                 converted = [convert.convert_weights(path, GlowConfig.from_dict(config["model"]))] \
-                    if convert.is_list_layout(path) else []
+                    if convert.layout_of(path) != "stacked" else []
             for name in converted:
                 print(name)
     except (ValueError, OSError, RunDirError) as error:

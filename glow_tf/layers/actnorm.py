@@ -3,9 +3,10 @@
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
-from glow_tf.layers.base import Bijector, layers_within, num_pixels, per_example
+from glow_tf.layers.base import Bijector, layers_within, num_pixels, per_example, weight_name
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
@@ -108,8 +109,12 @@ def actnorms_within(layer):
 
 
 def all_initialized(layer):
-    """Whether every ActNorm inside `layer` was initialised (as its weights record)."""
+    """Whether every ActNorm inside `layer` was initialised (as its weights record).
+
+    Read from the weights named "initialized": a level's steps hold theirs
+    stacked, one value per step.
+    """
     return all(
-        float(ops.convert_to_numpy(actnorm.initialized)) == 1.0
-        for actnorm in actnorms_within(layer)
+        bool(np.all(ops.convert_to_numpy(variable) == 1.0))
+        for variable in layer.weights if weight_name(variable) == "initialized"
     )

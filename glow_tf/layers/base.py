@@ -49,11 +49,24 @@ def on_jax_cpu():
     return jax.default_backend() == "cpu"
 
 
-def layers_within(layer):
+class Hidden:
+    """Layers that a layer calls but whose variables are not among its weights.
+
+    Keras tracks a layer's sublayers through its attributes (a layer, or a
+    list or tuple of them) and saves and trains their variables; it does
+    not look inside this.
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+
+def layers_within(layer, templates=True):
     """Every Keras layer inside `layer` (itself included), depth first.
 
     Found through the attributes that hold them (a layer, or a list or
-    tuple of layers), which is how Keras tracks them too.
+    tuple of layers), which is how Keras tracks them too, and, with
+    `templates`, the `Hidden` ones (a level's template step).
     """
     found, stack, seen = [], [layer], set()
     while stack:
@@ -66,7 +79,15 @@ def layers_within(layer):
             stack.extend(reversed(list(vars(item).values())))
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
+        elif isinstance(item, Hidden) and templates:
+            stack.extend(reversed(item.layers))
     return found
+
+
+def weight_name(variable):
+    """A weight's own name: "kernel" for .../conv_in/kernel, and for a level's stacked
+    .../steps_0/coupling.network.conv_in.kernel (FlowSteps names them by their path)."""
+    return variable.path.replace(".", "/").rsplit("/", 1)[-1]
 
 
 def per_example(value, x):

@@ -117,10 +117,18 @@ class Invertible1x1Conv(Bijector):
         JAX's CPU a matrix inverse and a QR decomposition are LAPACK calls,
         which a JAX function converted to TensorFlow cannot run.
         """
-        self._constants = (
-            ops.convert_to_numpy(self.inverse_weight()),
-            ops.convert_to_numpy(self.log_abs_det_weight()),
-        )
+        with self.holding(self.decompositions()):
+            yield
+
+    def decompositions(self):
+        """(W^-1, log|det W|) of the current weights, as NumPy values."""
+        return (ops.convert_to_numpy(self.inverse_weight()),
+                ops.convert_to_numpy(self.log_abs_det_weight()))
+
+    @contextlib.contextmanager
+    def holding(self, constants):
+        """Within it, W^-1 and log|det W| are `constants` ((W^-1, log|det W|))."""
+        self._constants = constants
         try:
             yield
         finally:
@@ -136,10 +144,13 @@ class Invertible1x1Conv(Bijector):
 
 @contextlib.contextmanager
 def constant_decompositions_within(layer):
-    """`constant_decompositions` of every invertible 1x1 convolution inside `layer`."""
+    """`constant_decompositions` of every invertible 1x1 convolution inside `layer`.
+
+    A level's steps (FlowSteps) hold those of each of their steps.
+    """
     with contextlib.ExitStack() as stack:
-        for found in layers_within(layer):
-            if isinstance(found, Invertible1x1Conv):
+        for found in layers_within(layer, templates=False):
+            if hasattr(found, "constant_decompositions"):
                 stack.enter_context(found.constant_decompositions())
         yield
 

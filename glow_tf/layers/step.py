@@ -1,11 +1,14 @@
 """One step of flow, and the K steps of a level (Glow, section 3 and figure 2a)."""
 
+import contextlib
+
 import keras
+import numpy as np
 from keras import ops
 
 from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector, layers_within, on_cpu
+from glow_tf.layers.base import Bijector, Hidden, layers_within, on_cpu
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -57,16 +60,23 @@ class FlowStep(Chain):
         self.permutation_seed = permutation_seed
         self.coupling_seed = coupling_seed
 
-    def get_config(self):
+    def arguments(self):
+        """The arguments that make this step again: its config without Keras' serialiser
+        (which imports TensorFlow, and a JAX process need not)."""
         return {
-            **Bijector.get_config(self),
             "hidden_channels": self.hidden_channels,
             "coupling": self.coupling,
             "permutation": self.permutation,
             "log_scale_factor": self.log_scale_factor,
             "permutation_seed": self.permutation_seed,
             "coupling_seed": self.coupling_seed,
+            "name": self.name,
+            "dtype": self.dtype_policy.name,
         }
+
+    def get_config(self):
+        return {**Bijector.get_config(self), **self.arguments(),
+                "dtype": Bijector.get_config(self)["dtype"]}
 
     @classmethod
     def from_config(cls, config):
@@ -74,24 +84,32 @@ class FlowStep(Chain):
 
 
 @keras.saving.register_keras_serializable(package="glow_tf")
-class FlowSteps(Chain):
-    """The K steps of flow of one level, applied in order.
+class FlowSteps(Bijector):
+    """The K steps of flow of one level, applied in order, with their weights stacked.
 
     A block of its own so that how the steps run is its business alone:
     the level around it, the flow and their callers see one bijector,
     whether the steps run one after the other or as one loop.
 
-    The loop (`keras.ops.scan`: `tf.while_loop` on TensorFlow, `lax.scan`
-    on JAX) stacks the steps' weights where it is called and runs the first
-    step's math (`stateless_call`) on each step's slice of them, so a trace
-    holds one step instead of K: tracing and compiling take about K times
-    less. The steps keep their own variables, so the weights file is the
-    same either way. `loop="auto"` picks what measured better for the
-    backend and device (`loops_by_default`), and always the loop with
-    `remat`: see `looped`.
+    The steps' weights are stored stacked: one variable per weight of a
+    step, of shape (K, ...), its row k step k's weight. One step, the
+    template, does the math of every step on its row of each variable
+    (`call_step`, a `keras.StatelessScope` over the template's variables).
+    So the optimizer updates K times fewer variables (50 instead of 1,352
+    at the paper's size, whose Adam updates were most of what JAX spent
+    compiling its training step and the peak of its memory), and a loop (`keras.ops.scan`: `tf.while_loop` on
+    TensorFlow, `lax.scan` on JAX) runs over the variables as they are:
+    its trace holds one step instead of K. `loop="auto"` picks the loop or
+    the unrolled steps by what measured better for the backend and device
+    (`loops_by_default`), and always the loop with `remat`: see `looped`.
+
+    The template's own variables only hold the first step's initial
+    values: read a step's weights with `step_weights(k)`.
 
     Args:
-        bijectors: the `FlowStep`s, in the data -> latent order.
+        bijectors: the K `FlowStep` layers, in the data -> latent order,
+            alike but for their seeds. Their initial weights become the rows of
+            the stacked variables; the first is kept as the template.
         remat: recompute each step's activations in the backward pass
             (per-step checkpointing): the backward pass keeps only each
             step's input, and recomputes one step at a time.
@@ -99,13 +117,62 @@ class FlowSteps(Chain):
     """
 
     def __init__(self, bijectors=(), remat=False, loop="auto", **kwargs):
-        super().__init__(bijectors, **kwargs)
+        super().__init__(**kwargs)
         if loop not in LOOPS:
             raise ValueError(f"loop={loop!r}: expected one of {', '.join(LOOPS)}.")
+        steps = list(bijectors)
+        if not steps:
+            raise ValueError("FlowSteps needs at least one FlowStep.")
+        self.num_steps = len(steps)
+        # To make the steps again (`unstacked`, `get_config`).
+        self.step_arguments = [step.arguments() for step in steps]
+        # Not tracked by Keras: their variables are not weights of the model.
+        self.steps = Hidden(steps)
         self.remat = bool(remat)
         self.loop = loop
+        # Per step, (W^-1, log|det W|) of each 1x1 convolution, while
+        # `constant_decompositions` holds them.
+        self._constants = None
+
+    def template(self):
+        """The step whose math runs every step (its own variables are not the model's).
+
+        A method, not a property: Keras' weights files walk a layer's
+        properties, and would write the template's variables too.
+        """
+        return self.steps.layers[0]
+
+    def build(self, input_shape):
+        steps = self.steps.layers
+        for step in steps:
+            if not step.built:
+                step.build(input_shape)
+        template = steps[0]
+        self.step_input_shape = tuple(input_shape)
+        prefix = template.path + "/"
+        self.stacked = []
+        for i, variable in enumerate(self.template_variables):
+            rows = np.stack([ops.convert_to_numpy(step_variables(step)[i]) for step in steps])
+            self.stacked.append(self.add_weight(
+                name=variable.path.removeprefix(prefix).replace("/", "."),
+                shape=rows.shape, dtype=variable.dtype, trainable=variable.trainable,
+                initializer=lambda shape, dtype, rows=rows: ops.cast(rows, dtype),
+            ))
+        # The other steps' values live in the stacks now.
+        self.steps = Hidden([template])
+
+    @property
+    def template_variables(self):
+        """The template's variables, in the order of the stacked ones."""
+        return step_variables(self.template())
+
+    def step_weights(self, k):
+        """{name: value} of step k's weights, by their names within the template."""
+        return {v.name: ops.convert_to_numpy(v)[k] for v in self.stacked}
 
     def forward(self, x, labels=None):
+        if self.initializing:
+            return self.initialize_steps(x, labels)
         return self.run_steps(x, labels, inverse=False)
 
     def inverse(self, y, labels=None):
@@ -125,76 +192,172 @@ class FlowSteps(Chain):
         less memory and a shorter warm-up than the unrolled steps with it
         (docs/performance.md).
         """
-        if len(self.bijectors) < 2 or not self.stateless:
+        if self.num_steps < 2 or not self.stateless:
             return False
         if self.loop == "auto":
             return self.remat or loops_by_default()
         return self.loop == "loop"
 
     @property
-    def stateless(self):
-        """Whether each step is a function of its variables alone, as the loop and remat need.
+    def initializing(self):
+        """Whether `Glow.initialize` is assigning the ActNorms from data (an eager pass)."""
+        return any(getattr(layer, "data_init", False) for layer in layers_within(self.template()))
 
-        Not while `Glow.initialize` assigns the ActNorms from data, nor while
-        the 1x1 convolutions hold constants computed from their weights
-        (`constant_decompositions`, for an export).
+    @property
+    def holds_constants(self):
+        """Whether the 1x1 convolutions' W^-1 and log|det W| are constants (for an export)."""
+        return self._constants is not None
+
+    @property
+    def stateless(self):
+        """Whether each step is a function of its weights alone, as the loop and remat need."""
+        return not (self.initializing or self.holds_constants)
+
+    def call_step(self, h, weights, inverse=False, labels=None, constants=None):
+        """The template's math on one step's `weights` (in `template_variables` order)."""
+        with keras.StatelessScope(state_mapping=zip(self.template_variables, weights)), \
+                _held(self.template(), constants):
+            return self.template()(h, inverse=inverse, labels=labels)
+
+    def rows(self):
+        """Each step's weights: K lists in `template_variables` order.
+
+        By a split of each stacked variable, whose gradient is one
+        concatenation (base.split_channels says why not slices).
         """
-        return not any(getattr(layer, "data_init", False)
-                       or getattr(layer, "holds_constants", False)
-                       for layer in layers_within(self))
+        parts = [ops.split(v.value, self.num_steps, axis=0) for v in self.stacked]
+        return [[ops.squeeze(part[k], axis=0) for part in parts] for k in range(self.num_steps)]
 
     def run_steps(self, x, labels, inverse):
         remat = self.remat and self.stateless
         if self.looped:
             return self.run_as_loop(x, labels, inverse, remat)
+
+        def step(k):
+            # A new function each call: jax.checkpoint caches its trace per
+            # function. The weights go in as arguments, which is how
+            # TensorFlow's recompute_grad gives them gradients.
+            constants = None if self._constants is None else self._constants[k]
+            return lambda h, *weights: self.call_step(h, weights, inverse, labels, constants)
+
         logdet = 0.0
-        for step in (reversed(self.bijectors) if inverse else self.bijectors):
-            # A new function each call, not the layer: jax.checkpoint caches
-            # its trace per function, and a cached trace of the layer holds
-            # the variable values of the transformation it was traced in.
-            call = lambda h, step=step: step(h, inverse=inverse, labels=labels)  # noqa: E731
-            x, term = (keras.remat(call) if remat else call)(x)
+        rows = self.rows()
+        for k in (reversed(range(self.num_steps)) if inverse else range(self.num_steps)):
+            call = step(k)
+            x, term = (keras.remat(call) if remat else call)(x, *rows[k])
             logdet = logdet + term
         return x, logdet
 
     def run_as_loop(self, x, labels, inverse, remat):
-        template = self.bijectors[0]
-        weights = (_stacked(step.trainable_variables for step in self.bijectors),
-                   _stacked(step.non_trainable_variables for step in self.bijectors))
-
-        def one_step(h, step_weights):
-            (h, term), _ = template.stateless_call(*step_weights, h, inverse=inverse,
-                                                   labels=labels)
-            return h, term
+        def one_step(h, *weights):
+            return self.call_step(h, weights, inverse, labels)
 
         one_step = keras.remat(one_step) if remat else one_step
 
-        def body(carry, step_weights):
+        def body(carry, weights):
             h, logdet = carry
-            h, term = one_step(h, step_weights)
+            h, term = one_step(h, *weights)
             return (h, logdet + term), None
 
         start = (x, ops.zeros(ops.shape(x)[:1], "float32"))
-        (y, logdet), _ = ops.scan(body, start, weights, reverse=inverse)
+        (y, logdet), _ = ops.scan(body, start, [v.value for v in self.stacked],
+                                  reverse=inverse)
         return y, logdet
 
+    def initialize_steps(self, x, labels):
+        """The eager pass of `Glow.initialize`: each step's ActNorms set from its input."""
+        logdet, updated = 0.0, []
+        for weights in self.rows():
+            mapping = list(zip(self.template_variables, weights))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                x, term = self.template()(x, labels=labels)
+            updated.append([scope.get_current_value(v) for v in self.template_variables])
+            logdet = logdet + term
+        for i, variable in enumerate(self.stacked):
+            variable.assign(ops.stack([values[i] for values in updated]))
+        return x, logdet
+
+    @contextlib.contextmanager
+    def constant_decompositions(self):
+        """Within it, each step's W^-1 and log|det W| are constants, computed on entry.
+
+        As `Invertible1x1Conv.constant_decompositions`, for every step: for
+        functions traced to serve fixed weights (glow_tf.tf.export).
+        """
+        convolutions = _convolutions(self.template())
+        constants = []
+        for weights in self.rows():
+            with keras.StatelessScope(state_mapping=zip(self.template_variables, weights)):
+                constants.append([c.decompositions() for c in convolutions])
+        self._constants = constants
+        try:
+            yield
+        finally:
+            self._constants = None
+
+    def unstacked(self):
+        """K new `FlowStep` layers, built, holding the steps' weights (the layout before stacking)."""
+        stacked = [ops.convert_to_numpy(v) for v in self.stacked]
+        steps = self.new_steps()
+        for k, step in enumerate(steps):
+            step.build(self.step_input_shape)
+            for variable, value in zip(step_variables(step), stacked):
+                variable.assign(value[k])
+        return steps
+
+    def stack_from(self, steps):
+        """Sets the stacked variables from K built `FlowStep` layers (`unstacked`'s inverse)."""
+        for i, variable in enumerate(self.stacked):
+            variable.assign(np.stack([ops.convert_to_numpy(step_variables(s)[i]) for s in steps]))
+
+    def new_steps(self):
+        """K new, unbuilt steps of the configurations this level was made of."""
+        return [FlowStep(**arguments) for arguments in self.step_arguments]
+
     def get_config(self):
-        return {**super().get_config(), "remat": self.remat, "loop": self.loop}
+        return {
+            **super().get_config(),
+            "bijectors": [keras.saving.serialize_keras_object(s) for s in self.new_steps()],
+            "remat": self.remat,
+            "loop": self.loop,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["bijectors"] = [keras.saving.deserialize_keras_object(b)
+                               for b in config["bijectors"]]
+        return cls(**config)
 
 
 def loops_by_default():
     """Whether `loop="auto"` runs a level's steps as one loop on this backend and device.
 
-    On a CPU, no: the loop's training step took longer than the unrolled
-    steps' on both backends (1.14x on TensorFlow and 1.26x on JAX at the
-    paper's size, 1.7x on TensorFlow at the digits preset), while its
-    shorter trace saves half a minute once: a run of more than about a
-    hundred steps gains more from the step. On an accelerator, yes: the
-    trace K times shorter. (docs/performance.md has the measurements.)
+    On an accelerator, yes: a trace K times shorter. On JAX's CPU, yes: at
+    the paper's size the unrolled steps, each on its slices of the stacked
+    weights, took XLA 117 s to compile (against 15 s for the loop) and 5.75
+    GiB at its peak (3.90 GiB), for a step 11% shorter; at the digits
+    preset the two steps took the same time. On TensorFlow's CPU, no: the
+    loop's step took 2.2 times as long at the digits preset, and as long at
+    the paper's. (docs/performance.md has the measurements.)
     """
-    return not on_cpu()
+    return not on_cpu() or keras.backend.backend() == "jax"
 
 
-def _stacked(variables_per_step):
-    """One tensor per variable of a step: that variable of every step, stacked on axis 0."""
-    return [ops.stack([v.value for v in same]) for same in zip(*variables_per_step)]
+def step_variables(step):
+    """A step's variables in the order the stacked ones follow: trainable first."""
+    return [*step.trainable_variables, *step.non_trainable_variables]
+
+
+@contextlib.contextmanager
+def _held(step, constants):
+    """Within it, the 1x1 convolutions of `step` hold `constants` (None: nothing to hold)."""
+    with contextlib.ExitStack() as stack:
+        if constants is not None:
+            for convolution, held in zip(_convolutions(step), constants):
+                stack.enter_context(convolution.holding(held))
+        yield
+
+
+def _convolutions(step):
+    return [layer for layer in layers_within(step) if isinstance(layer, Invertible1x1Conv)]

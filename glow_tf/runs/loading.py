@@ -216,19 +216,21 @@ def _load_weights(model, path):
     A truncated file, or one of a model of another architecture, names the
     file and the model's architecture; the cause is Keras' own message.
     """
-    from glow_tf.runs.convert import is_list_layout
+    from glow_tf.runs import convert
 
     try:
-        list_layout = is_list_layout(path)
+        layout = convert.layout_of(path)
     except OSError:
-        list_layout = False  # load_weights says what is wrong with the file
-    if list_layout:
+        layout = "stacked"  # load_weights says what is wrong with the file
+    if layout == "list":
         raise WeightsError(
             f"weights={path!r} are in the layout of glow_tf 0.2 (one list of layers). "
             f"Convert them once: python -m glow_tf.cli.convert {path}"
         )
+    load = model.load_weights if layout == "stacked" else \
+        lambda path: convert.load_earlier_layout(model, path, layout)
     try:
-        model.load_weights(path)
+        load(path)
     except OSError as error:  # h5py: truncated or otherwise corrupt
         raise WeightsError(
             f"weights={path!r}: the HDF5 file cannot be read ({error}); it may be "

@@ -20,6 +20,7 @@ from keras import ops
 
 from glow_tf import phases
 from glow_tf import precision as precision_lib
+from glow_tf.layers.base import weight_name
 from glow_tf.model import Glow
 from glow_tf.runs import RunDir, load_model, state
 from glow_tf.runs.files import save_weights
@@ -75,7 +76,7 @@ def describe_model(config):
 
 
 def _is_kernel(variable):
-    return variable.path.split("/")[-1] == "kernel"
+    return weight_name(variable) == "kernel"
 
 
 def build_and_fit(model_config, training_config, train, test, *, init_images, callbacks,

@@ -1,6 +1,7 @@
 """The roofline benchmark (benchmarks/roofline.py): its count of a step's arithmetic and its table."""
 
 import math
+import re
 
 import pytest
 
@@ -13,7 +14,8 @@ def multiply_adds_from_the_weights(config):
     height = config.image_shape[0]
     total = 0
     for weight in Glow(config).weights:
-        parts = weight.path.split("/")  # glow/flow/level_<l>/.../<name>
+        # glow/flow/level_<l>/.../<name>; a level's steps stack theirs: .../steps_<l>/a.b.<name>
+        parts = re.split("[/.]", weight.path)
         # The coupling networks' and split priors' convolutions ("kernel"), and the 1x1
         # convolution: a channels x channels matmul per pixel ("lower" is that matrix).
         if parts[-1] in ("kernel", "lower"):

@@ -1,6 +1,8 @@
 """sample.py's pictures, evaluate.py's numbers, weights files and conditional Glow in the CLIs."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,7 +192,7 @@ def test_weights_of_the_list_layout_are_refused_until_converted(tmp_path, capsys
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"model": config.to_dict()}))
     path = run / "newest.weights.h5"
-    convert._ListLayout(trained).save_weights(str(path))  # as glow_tf 0.2 wrote it
+    convert._ListLayout(convert._Steps(trained)).save_weights(str(path))  # as glow_tf 0.2 wrote it
     assert convert.is_list_layout(path)
     with pytest.raises(WeightsError, match=r"layout of glow_tf 0\.2.*python -m glow_tf\.cli\.convert"):
         load_model(str(run))
@@ -201,6 +203,37 @@ def test_weights_of_the_list_layout_are_refused_until_converted(tmp_path, capsys
     np.testing.assert_array_equal(to_numpy(loaded.log_prob(x)), to_numpy(trained.log_prob(x)))
     convert_cli.main(["convert.py", str(path)])  # the current layout: left as it is
     assert capsys.readouterr().out == ""
+
+
+# A run folder whose weights the code before each level's steps were stacked wrote (one
+# layer per step of flow), and the log-densities, in nats, that it gave the images of
+# `per_step_images()`.
+PER_STEP_RUN = Path(__file__).parent / "per_step_run"
+PER_STEP_LOG_PROB = [-81.49138641357422, -95.6400146484375, -98.4217529296875]
+
+
+def per_step_images():
+    levels = np.random.default_rng(1).integers(0, 16, (3, 8, 8, 1))
+    return (levels / 16.0 - 0.5 + 1 / 32).astype(np.float32)
+
+
+def test_weights_of_the_per_step_layout_load_as_they_are_and_convert(tmp_path, capsys):
+    from glow_tf.cli import convert as convert_cli
+    from glow_tf.runs import convert
+
+    run = tmp_path / "run"
+    shutil.copytree(PER_STEP_RUN, run)
+    path = run / "newest.weights.h5"
+    assert convert.layout_of(path) == "per-step"
+    loaded = load_model(str(run)).model
+    np.testing.assert_allclose(to_numpy(loaded.log_prob(per_step_images())), PER_STEP_LOG_PROB,
+                               rtol=1e-5)
+    convert_cli.main(["convert.py", str(run)])
+    assert capsys.readouterr().out.split() == [str(path)]
+    assert convert.layout_of(path) == "stacked"
+    again = load_model(str(run)).model
+    np.testing.assert_allclose(to_numpy(again.log_prob(per_step_images())), PER_STEP_LOG_PROB,
+                               rtol=1e-5)
 
 
 def test_sample_py_reads_a_lone_weights_file_with_the_architecture_from_flags(tmp_path, capsys):

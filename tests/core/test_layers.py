@@ -281,17 +281,24 @@ def test_convolutions_as_matmuls_give_the_same_values(height, width, channels_in
     )
 
 
-def test_a_level_runs_unrolled_while_a_convolution_holds_constants():
-    """The loop runs the first step's math on every step's weights, which a 1x1
-    convolution's constants (computed from its own weights) would bypass."""
+def test_a_level_holds_each_steps_constants_and_runs_unrolled_with_them():
+    """An export's constants (W^-1, log|det W|) are each step's own, computed from its
+    row of the stacked weights: the same values as the loop gives without them."""
+    from glow_tf.layers.invertible_conv import constant_decompositions_within
+
     x = batch((3, 4, 4, 4))
     steps = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(3)], loop="loop")
     steps.build(x.shape)
-    convolution = steps.bijectors[1].bijectors[1]
-    assert isinstance(convolution, Invertible1x1Conv) and steps.looped
-    with convolution.constant_decompositions():
-        assert convolution.holds_constants and not steps.stateless and not steps.looped
-    assert not convolution.holds_constants and steps.looped
+    randomize_weights(steps)
+    assert steps.looped
+    expected = [to_numpy(steps(x, inverse=inverse)) for inverse in (False, True)]
+    with constant_decompositions_within(steps):
+        assert steps.holds_constants and not steps.stateless and not steps.looped
+        held = [to_numpy(steps(x, inverse=inverse)) for inverse in (False, True)]
+    assert not steps.holds_constants and steps.looped
+    for (y, logdet), (expected_y, expected_logdet) in zip(held, expected):
+        np.testing.assert_allclose(y, expected_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logdet, expected_logdet, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.both_backends

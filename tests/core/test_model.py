@@ -9,8 +9,6 @@ from keras import ops
 
 from glow_tf import Glow, GlowConfig
 from glow_tf import quantization, sampling
-from glow_tf.layers import ActNorm
-from glow_tf.layers.actnorm import actnorms_within
 from tests.bijector_checks import log_abs_det_jacobian, randomize_weights, to_numpy
 from tests.tiny import TINY_MODEL
 
@@ -174,10 +172,11 @@ def test_initialize_standardises_the_first_actnorm():
     model.initialize(images)
     assert model.initialized
     squeeze, steps = model.flow.levels[0].bijectors[:2]
-    first_actnorm = steps.bijectors[0].bijectors[0]
-    assert isinstance(first_actnorm, ActNorm)
+    first_step = steps.step_weights(0)
     squeezed, _ = squeeze(quantization.dequantize(images, TINY.n_bits, seed=3))
-    y = to_numpy(first_actnorm(squeezed)[0])
+    # The first ActNorm, y = (x + b) * exp(log_s), with the first step's weights.
+    log_s = model.config.log_scale_factor * first_step["actnorm.log_scale"]
+    y = (to_numpy(squeezed) + first_step["actnorm.bias"]) * np.exp(log_s)
     np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=0.05)
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=0.05)
 
@@ -425,8 +424,8 @@ def test_compiled_encode_and_decode_compute_what_the_layers_do(model):
     )
     # The compiled functions read the weights as they are now, not as traced.
     before = to_numpy(model.encode(x)[1])
-    actnorm = actnorms_within(model.flow)[0]
-    actnorm.log_scale.assign(actnorm.log_scale + 0.5)
+    log_scale = next(v for v in model.weights if v.path.endswith("actnorm.log_scale"))
+    log_scale.assign(log_scale + 0.5)
     assert not np.allclose(to_numpy(model.encode(x)[1]), before)
 
 
@@ -458,17 +457,21 @@ SEEDED = dict(image_shape=(8, 8, 1), k_glow=2, l_glow=2, hidden_channels=8, n_bi
 def random_kernels(model):
     """{path below the model: values} of the weights drawn at random when it is built.
 
-    Of the LU factors, the entries below (L) and above (U) the diagonal.
+    Of the LU factors, the entries below (L) and above (U) the diagonal. A
+    level's steps hold each weight stacked: one entry per step, "path[k]".
     """
-    names = ("conv_in/kernel", "conv_hidden/kernel", "/lower", "/upper", "/log_s")
+    names = ("conv_in.kernel", "conv_hidden.kernel", ".lower", ".upper", ".log_s",
+             "invconv.kernel")
     kernels = {}
     for v in model.weights:
-        if v.path.endswith(names) or ("invconv" in v.path and v.path.endswith("/kernel")):
-            values = to_numpy(v)
-            if v.path.endswith(("/lower", "/upper")):
+        if not v.path.endswith(names):
+            continue
+        for k, values in enumerate(to_numpy(v)):
+            if v.path.endswith((".lower", ".upper")):
                 rows, columns = np.tril_indices(len(values), -1)
-                values = values[rows, columns] if v.path.endswith("/lower") else values.T[rows, columns]
-            kernels[v.path.split("/", 1)[1]] = values
+                values = values[rows, columns] if v.path.endswith(".lower") \
+                    else values.T[rows, columns]
+            kernels[f"{v.path.split('/', 1)[1]}[{k}]"] = values
     return kernels
 
 

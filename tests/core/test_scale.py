@@ -96,11 +96,11 @@ def test_mixed_precision_keeps_log_dets_in_float32(mode):
     # Only the coupling networks (and their sublayers) compute in the reduced type.
     networks = {
         id(sub)
-        for net in model._flatten_layers() if isinstance(net, CouplingNetwork)
-        for sub in net._flatten_layers()
+        for net in layers_within(model) if isinstance(net, CouplingNetwork)
+        for sub in layers_within(net)
     }
     assert networks
-    for layer in model._flatten_layers(include_self=False):
+    for layer in layers_within(model)[1:]:
         expected = mode if id(layer) in networks else "float32"
         assert layer.compute_dtype == expected, (layer.name, layer.compute_dtype)
         assert layer.variable_dtype == "float32", layer.name

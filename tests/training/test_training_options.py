@@ -10,6 +10,7 @@ tf = pytest.importorskip("tensorflow")
 
 from glow_tf import Glow, TrainingConfig  # noqa: E402
 from glow_tf.cli import settings, train  # noqa: E402
+from glow_tf.layers.base import layers_within  # noqa: E402
 from glow_tf.layers.networks import CouplingNetwork  # noqa: E402
 from glow_tf.runs import RunDir, RunDirMismatchError  # noqa: E402
 from glow_tf.tf import distribute, training  # noqa: E402
@@ -71,7 +72,7 @@ def test_build_and_fit_applies_the_options(monkeypatch):
     assert compiled["jit_compile"] is True and compiled["steps_per_execution"] == 2
     assert model.remat and model.steps_per_execution == 2 and model.loop == "unrolled"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    networks = [l for l in model._flatten_layers() if isinstance(l, CouplingNetwork)]
+    networks = [l for l in layers_within(model) if isinstance(l, CouplingNetwork)]
     assert networks and all(l.compute_dtype == "float16" for l in networks)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
     assert int(model.optimizer.iterations.numpy()) == 4
