@@ -132,9 +132,10 @@ def parts_of(flow, config, batch):
         squeeze, steps, *split = level.bijectors
         parts.append((index, "squeeze", 1, squeeze, [], shape))
         shape = squeeze.compute_output_shape(shape)
-        step = steps.bijectors[0]
+        # The level's template step, on its own variables: each step's math is the same.
+        step = steps.template()
         actnorm, mixing, coupling = step.bijectors
-        k = len(steps.bijectors)
+        k = steps.num_steps
         parts.append((index, "actnorm", k, actnorm, actnorm.trainable_variables, shape))
         parts.append((index, type(mixing).__name__, k, mixing, mixing.trainable_variables,
                       shape))

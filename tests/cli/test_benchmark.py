@@ -148,3 +148,23 @@ def test_paper_table_times_another_checkouts_glow_tf_with_this_benchmark(tmp_pat
          "--backends=tensorflow,torch"], cwd=ROOT, capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 2
     assert "--backends: 'torch': expected tensorflow or jax." in result.stderr
+
+
+
+def test_profile_step_times_each_part_of_a_levels_template_step(monkeypatch, capsys):
+    from benchmarks import profile_step
+    from glow_tf import Glow, GlowConfig
+
+    # TensorFlow's process-wide settings are for the benchmark's own process.
+    monkeypatch.setattr(profile_step.runtime, "tune_tensorflow", lambda *args: None)
+    profile_step.main(["--image_size=8", "--channels=1", "--k_glow=2", "--l_glow=2",
+                       "--hidden_channels=8", "--batch_size=2", "--repeats=1", "--number=1"])
+    rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ")]
+    # A level's squeeze runs once per training step, each part of a step of flow K times.
+    assert [(row[0], row[1], row[2]) for row in rows if row[1] in ("squeeze", "coupling")] == [
+        ("1", "squeeze", "1"), ("1", "coupling", "2"), ("2", "squeeze", "1"),
+        ("2", "coupling", "2")]
+    variables = len(Glow(GlowConfig(image_shape=(8, 8, 1), k_glow=2, l_glow=2,
+                                    hidden_channels=8)).trainable_variables)
+    assert any(row[1].startswith(f"Adam's update of {variables} weights") for row in rows)
