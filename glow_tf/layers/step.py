@@ -97,9 +97,10 @@ class FlowSteps(Bijector):
     (`call_step`, a `keras.StatelessScope` over the template's variables).
     So the optimizer updates K times fewer variables (50 instead of 1,352
     at the paper's size, whose Adam updates were most of what JAX spent
-    compiling its training step and the peak of its memory), and a loop (`keras.ops.scan`: `tf.while_loop` on
-    TensorFlow, `lax.scan` on JAX) runs over the variables as they are:
-    its trace holds one step instead of K. `loop="auto"` picks the loop or
+    compiling its training step and the peak of its memory), and a loop
+    (`keras.ops.scan`: `tf.while_loop` on TensorFlow, `lax.scan` on JAX)
+    runs over the variables as they are: its trace holds one step instead
+    of K. `loop="auto"` picks the loop or
     the unrolled steps by what measured better for the backend and device
     (`loops_by_default`), and always the loop with `remat`: see `looped`.
 
@@ -296,7 +297,8 @@ class FlowSteps(Bijector):
             self._constants = None
 
     def unstacked(self):
-        """K new `FlowStep` layers, built, holding the steps' weights (the layout before stacking)."""
+        """K new `FlowStep` layers, built, holding the steps' weights: the layout before
+        the stacking (glow_tf.runs.convert)."""
         stacked = [ops.convert_to_numpy(v) for v in self.stacked]
         steps = self.new_steps()
         for k, step in enumerate(steps):
@@ -337,9 +339,9 @@ def loops_by_default():
     the paper's size the unrolled steps, each on its slices of the stacked
     weights, took XLA 117 s to compile (against 15 s for the loop) and 5.75
     GiB at its peak (3.90 GiB), for a step 11% shorter; at the digits
-    preset the two steps took the same time. On TensorFlow's CPU, no: the
-    loop's step took 2.2 times as long at the digits preset, and as long at
-    the paper's. (docs/performance.md has the measurements.)
+    preset the two steps took about the same time. On TensorFlow's CPU,
+    no: the loop's step took 2.2 times as long at the digits preset, and
+    about as long at the paper's. (docs/performance.md has the measurements.)
     """
     return not on_cpu() or keras.backend.backend() == "jax"
 
