@@ -75,8 +75,8 @@ class FlowStep(Chain):
         }
 
     def get_config(self):
-        return {**Bijector.get_config(self), **self.arguments(),
-                "dtype": Bijector.get_config(self)["dtype"]}
+        # Keras' own entries (name, dtype policy, trainable) as Keras serialises them.
+        return {**self.arguments(), **Bijector.get_config(self)}
 
     @classmethod
     def from_config(cls, config):
