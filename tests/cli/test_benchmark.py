@@ -150,7 +150,6 @@ def test_paper_table_times_another_checkouts_glow_tf_with_this_benchmark(tmp_pat
     assert "--backends: 'torch': expected tensorflow or jax." in result.stderr
 
 
-
 def test_profile_step_times_each_part_of_a_levels_template_step(monkeypatch, capsys):
     from benchmarks import profile_step
     from glow_tf import Glow, GlowConfig
