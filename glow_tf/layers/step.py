@@ -214,10 +214,14 @@ class FlowSteps(Bijector):
         """Whether each step is a function of its weights alone, as the loop and remat need."""
         return not (self.initializing or self.holds_constants)
 
+    def as_step(self, weights):
+        """A scope in which the template's variables read one step's `weights`
+        (in `template_variables` order); what the template assigns stays in it."""
+        return keras.StatelessScope(state_mapping=list(zip(self.template_variables, weights)))
+
     def call_step(self, h, weights, inverse=False, labels=None, constants=None):
         """The template's math on one step's `weights` (in `template_variables` order)."""
-        with keras.StatelessScope(state_mapping=zip(self.template_variables, weights)), \
-                _held(self.template(), constants):
+        with self.as_step(weights), _held(self.template(), constants):
             return self.template()(h, inverse=inverse, labels=labels)
 
     def rows(self):
@@ -269,8 +273,7 @@ class FlowSteps(Bijector):
         """The eager pass of `Glow.initialize`: each step's ActNorms set from its input."""
         logdet, updated = 0.0, []
         for weights in self.rows():
-            mapping = list(zip(self.template_variables, weights))
-            with keras.StatelessScope(state_mapping=mapping) as scope:
+            with self.as_step(weights) as scope:
                 x, term = self.template()(x, labels=labels)
             updated.append([scope.get_current_value(v) for v in self.template_variables])
             logdet = logdet + term
@@ -288,7 +291,7 @@ class FlowSteps(Bijector):
         convolutions = _convolutions(self.template())
         constants = []
         for weights in self.rows():
-            with keras.StatelessScope(state_mapping=zip(self.template_variables, weights)):
+            with self.as_step(weights):
                 constants.append([c.decompositions() for c in convolutions])
         self._constants = constants
         try:
