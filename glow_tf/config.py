@@ -261,7 +261,9 @@ class TrainingConfig(_Config):
         "How each level runs its K steps of flow: as one loop over their stacked weights "
         "(a trace K times shorter), unrolled, or auto: one loop with --remat, on JAX or on "
         "an accelerator, unrolled with TensorFlow on a CPU otherwise, where its step is "
-        "faster (docs/performance.md). The weights are the same either way.",
+        "faster; on JAX's CPU the loop also recomputes each step in the backward pass, as "
+        "--remat does, which is faster there (docs/performance.md). The weights are the "
+        "same either way.",
         choices=LOOPS,
     )
     strategy: str = setting(
