@@ -286,6 +286,7 @@ def run_row(args, batch, precision):
         "precision": precision,
         "remat": args.remat,
         "loop": _looped(model),
+        "recomputes": _recomputes(model),
         "jit": bool(model.jit_compile),
         "steps_per_execution": spe,
         "mode": args.mode,
@@ -393,6 +394,14 @@ def _looped(model):
     return bool(levels) and bool(getattr(levels[0].bijectors[1], "looped", False))
 
 
+def _recomputes(model):
+    """Whether the model's backward pass recomputes each step, asked (--remat) or chosen by
+    `loop="auto"` (False for a glow_tf from before the choice)."""
+    levels = getattr(getattr(model, "flow", None), "levels", None)
+    steps = levels[0].bijectors[1] if levels else None
+    return bool(getattr(steps, "recomputes", getattr(steps, "remat", False)))
+
+
 def _median_s(ms):
     return statistics.median(ms) / 1000.0 if ms else 0.0
 
@@ -436,6 +445,13 @@ def _gib(n):
     return f"{n / 2**30:.2f} GiB"
 
 
+def _remat_cell(row):
+    """yes: --remat; auto: recomputed by `loop="auto"` without it; no."""
+    if row["remat"]:
+        return "yes"
+    return "auto" if row.get("recomputes") else "no"
+
+
 def format_table(rows):
     header = ("| backend | device | batch | precision | remat | loop | jit | spe | mode "
               "| step ms (median; min-max) | images/s | host CPU ms/step "
@@ -454,7 +470,7 @@ def format_table(rows):
                   f"+ {r['decode_warmup_s']:.1f})")
         lines.append(
             f"| {r['backend']} | {r['device']} | {r['batch']} | {r['precision']} "
-            f"| {'yes' if r['remat'] else 'no'} | {'yes' if r['loop'] else 'no'} "
+            f"| {_remat_cell(r)} | {'yes' if r['loop'] else 'no'} "
             f"| {'yes' if r['jit'] else 'no'} "
             f"| {r['steps_per_execution']} | {r['mode']} "
             f"| {r['step_ms_median']:.1f}; {spread} | {r['images_per_s']:.1f} "

@@ -26,15 +26,23 @@ BENCH_TINY = ["--image_size=8", "--k_glow=1", "--l_glow=2", "--hidden_channels=8
               "--batch_size=4", "--steps=2", "--warmup=1", "--repeats=1"]
 
 
-def test_bench_runs_on_jax_without_tensorflow():
+XLA_OPS_TINY = ["--image_size=8", "--channels=1", "--k_glow=2", "--l_glow=2",
+                "--hidden_channels=8", "--batch_size=4", "--calls=1"]
+
+
+def test_bench_and_xla_ops_run_on_jax_without_tensorflow():
+    """benchmarks.train_step and benchmarks.xla_ops, one after the other in one JAX process."""
     pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
     script = (
         "import runpy, sys\n"
-        f"sys.argv = ['benchmarks.train_step', *{BENCH_TINY!r}]\n"
-        "try:\n"
-        "    runpy.run_module('benchmarks.train_step', run_name='__main__')\n"
-        "except SystemExit as exit:\n"
-        "    assert not exit.code, exit.code\n"
+        # Two steps a level, so that they run as one loop.
+        f"for name, argv in [('train_step', [*{BENCH_TINY!r}, '--k_glow=2']),\n"
+        f"                   ('xla_ops', {XLA_OPS_TINY!r})]:\n"
+        "    sys.argv = ['benchmarks.' + name, *argv]\n"
+        "    try:\n"
+        "        runpy.run_module('benchmarks.' + name, run_name='__main__')\n"
+        "    except SystemExit as exit:\n"
+        "        assert not exit.code, exit.code\n"
         "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
     )
     result = subprocess.run(
@@ -44,7 +52,25 @@ def test_bench_runs_on_jax_without_tensorflow():
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert "tensorflow imported: False" in result.stdout, out[-4000:]
-    check_table(result.stdout, backend="jax", rows=1)
+    # On JAX's CPU, loop="auto" recomputes each step (FlowSteps.recomputes).
+    bench, xla_ops = result.stdout.split("| form |")
+    check_table(bench, backend="jax", rows=1, remat="auto")
+    check_xla_ops("| form |" + xla_ops)
+
+
+def check_xla_ops(stdout):
+    """Its three forms, each with op kinds summed; recomputing keeps the least scratch."""
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert len(lines) == 5, stdout
+    rows = {}
+    for line in lines[2:]:
+        form, compile_s, call_ms, scratch, ops_ms, kinds = \
+            [cell.strip() for cell in line.strip("|").split("|")]
+        assert float(compile_s) > 0 and float(call_ms) > 0 and float(ops_ms) > 0, line
+        assert "fusion" in kinds, line
+        rows[form] = float(scratch.replace(",", ""))
+    assert list(rows) == ["unrolled", "loop", "loop-remat"], stdout
+    assert rows["loop-remat"] < rows["loop"], stdout
 
 
 def test_gpu_table_runs_small_on_jax_with_tensorflow_blocked(tmp_path):
@@ -77,14 +103,14 @@ def test_bench_rows_in_their_own_processes(tmp_path):
     path = tmp_path / "rows.json"
     out = run_module("benchmarks.train_step", [*BENCH_TINY, "--batch_size=2,4", "--remat",
                                        "--precision=bfloat16", f"--json={path}"])
-    check_table(out, backend="tensorflow", rows=2)
+    check_table(out, backend="tensorflow", rows=2, remat="yes")
     rows = json.loads(path.read_text())
     assert [r["batch"] for r in rows] == [2, 4]
     assert all(r["remat"] and r["precision"] == "bfloat16" for r in rows)
     assert all(np.isfinite(r["loss_after"]) for r in rows)
 
 
-def check_table(stdout, backend, rows):
+def check_table(stdout, backend, rows, remat=None):
     lines = [l for l in stdout.splitlines() if l.startswith("|")]
     assert lines[0].startswith("| backend | device | batch |"), stdout
     body = lines[2:]
@@ -97,6 +123,7 @@ def check_table(stdout, backend, rows):
         assert float(row["images/s"]) > 0
         assert row["peak memory"].split()[1] == "GiB"
         assert int(row["parameters"].replace(",", "")) > 0
+        assert remat is None or row["remat"] == remat, line
 
 
 def test_bench_rejects_bad_flags():
