@@ -96,7 +96,7 @@ def op_kinds(compiled, arguments, calls):
         name = event.get("name", "")
         # Complete events of ops: not the runtime's own, JAX's Python or the loop itself.
         if event.get("ph") != "X" or name.startswith(("$", "end:", "while")) or \
-                re.search(r"Thunk|PjRt|Pjit|Slinky", name):
+                re.search(r"Thunk|PjRt|Pjit|Slinky|DevicePut|Allocate", name):
             continue
         kinds[re.sub(r"[._]?\d+$", "", name)] += event.get("dur", 0) / 1000.0 / calls
     return kinds
