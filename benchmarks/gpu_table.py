@@ -22,6 +22,7 @@ import sys
 import time
 
 from benchmarks import train_step
+from benchmarks.model_flags import add_model_flags
 
 # A PyTorch Glow (eager, same architecture, Adam) on one H100: images/s at
 # batch 64 and 256, and its peak memory, as the performance page cites them.
@@ -39,11 +40,7 @@ def parse_args(argv=None):
         description="The paper's CIFAR-10 Glow at batch 64 and 256, float32 and bfloat16, "
         "and --remat at 256, on JAX: images/s, peak memory, warm-up.")
     add = parser.add_argument
-    add("--image_size", type=int, default=32)
-    add("--channels", type=int, default=3)
-    add("--k_glow", type=int, default=32)
-    add("--l_glow", type=int, default=3)
-    add("--hidden_channels", type=int, default=512)
+    add_model_flags(parser)
     add("--batch_sizes", default="64,256",
         help="the two batch sizes (small, large); --remat runs at the large one")
     add("--steps", type=int, default=5, help="timed steps per repeat")

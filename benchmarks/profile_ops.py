@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from benchmarks.model_flags import add_model_flags
 from glow_tf.cli import runtime
 from glow_tf.config import GlowConfig, THREADS_PER_OP
 
@@ -34,11 +35,8 @@ _EXECUTOR_EVENTS = ("Process", "Run")
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_ops")
     add = parser.add_argument
-    add("--image_size", type=int, default=8)
-    add("--channels", type=int, default=1)
-    add("--k_glow", type=int, default=32)
-    add("--l_glow", type=int, default=2)
-    add("--hidden_channels", type=int, default=16)
+    # The digits preset's model.
+    add_model_flags(parser, image_size=8, channels=1, l_glow=2, hidden_channels=16)
     add("--batch_size", type=int, default=64)
     add("--optimizer", default="adam", choices=("adam", "adamax"))
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP)

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from benchmarks.model_flags import add_model_flags
 from glow_tf.cli import runtime
 from glow_tf.config import THREADS_PER_OP, GlowConfig
 
@@ -35,11 +36,7 @@ keras = ops = None
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_step")
     add = parser.add_argument
-    add("--image_size", type=int, default=32)
-    add("--channels", type=int, default=3)
-    add("--k_glow", type=int, default=32)
-    add("--l_glow", type=int, default=3)
-    add("--hidden_channels", type=int, default=512)
+    add_model_flags(parser)
     add("--batch_size", type=int, default=16)
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP)
     add("--repeats", type=int, default=3, help="timed repeats of each part; the median")

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from benchmarks.model_flags import add_model_flags
+
 # (name, Glow keyword arguments)
 FORMS = (("unrolled", {"loop": "unrolled"}), ("loop", {"loop": "loop"}),
          ("loop-remat", {"loop": "loop", "remat": True}))
@@ -38,11 +40,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.xla_ops",
                                      description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--image_size", type=int, default=32)
-    add("--channels", type=int, default=3)
-    add("--k_glow", type=int, default=32)
-    add("--l_glow", type=int, default=3)
-    add("--hidden_channels", type=int, default=512)
+    add_model_flags(parser)
     add("--batch_size", type=int, default=16)
     add("--forms", default=",".join(name for name, _ in FORMS),
         help="comma-separated, of: " + ", ".join(name for name, _ in FORMS))
