@@ -387,18 +387,22 @@ def _time_train_on_batch(model, one_batch, spe, warmup, steps, repeats):
     return first_step_s, warmup_s, step_ms, cpu_ms, loss
 
 
+def _first_level_steps(model):
+    """The first level's steps of flow (None for a model without levels)."""
+    levels = getattr(getattr(model, "flow", None), "levels", None)
+    return levels[0].bijectors[1] if levels else None
+
+
 def _looped(model):
     """Whether the model runs each level's steps as one loop (False for a glow_tf
     from before the loop)."""
-    levels = getattr(getattr(model, "flow", None), "levels", None)
-    return bool(levels) and bool(getattr(levels[0].bijectors[1], "looped", False))
+    return bool(getattr(_first_level_steps(model), "looped", False))
 
 
 def _recomputes(model):
     """Whether the model's backward pass recomputes each step, asked (--remat) or chosen by
     `loop="auto"` (False for a glow_tf from before the choice)."""
-    levels = getattr(getattr(model, "flow", None), "levels", None)
-    steps = levels[0].bijectors[1] if levels else None
+    steps = _first_level_steps(model)
     return bool(getattr(steps, "recomputes", getattr(steps, "remat", False)))
 
 
