@@ -4,19 +4,24 @@
         --hidden_channels 64 --batch_size 32
 
 For each form (`unrolled`; `loop`, one loop keeping each step's
-activations; `loop-remat`, one loop recomputing them, which is what
-`loop="auto"` runs on JAX's CPU), it compiles `jax.value_and_grad` of
-the model's training loss (no optimizer), times a call, and runs a few
-calls under JAX's profiler. XLA's CPU runtime records one event per op
-it runs; the table sums them by kind: an op's name without its number (`ynn_fusion`: the matmuls and
-convolutions with what XLA fused into them; `wrapped_broadcast`: buffers
-filled with one value; `...dynamic-update-slice_fusion`: writes into a
-row of a loop's buffer). Ops of both cores add up, so a row's ops can sum
-to more than its wall time. JAX only: nothing here imports TensorFlow.
+activations; `loop-remat`, one loop recomputing them; `loop-keep-hidden`,
+one loop recomputing all but each coupling network's hidden convolution
+output, at any width), it compiles `jax.value_and_grad` of the model's
+training loss (no optimizer), times a call, and runs a few calls under
+JAX's profiler. XLA's CPU runtime records one event per op it runs; the
+table sums them by kind: an op's name without its number (`ynn_fusion`:
+the matmuls and convolutions with what XLA fused into them;
+`wrapped_broadcast`: buffers filled with one value;
+`...dynamic-update-slice_fusion`: writes into a row of a loop's buffer).
+Ops of both cores add up, so a row's ops can sum to more than its wall
+time. `loop="auto"` runs `loop-remat` on JAX's CPU, or `loop-keep-hidden`
+from a width of 256 (KEEP_HIDDEN_FROM_WIDTH). JAX only: nothing here
+imports TensorFlow.
 """
 
 import argparse
 import collections
+import contextlib
 import glob
 import gzip
 import json
@@ -31,9 +36,11 @@ import numpy as np
 
 from benchmarks.model_flags import add_model_flags
 
-# (name, Glow keyword arguments)
+# (name, Glow keyword arguments). The last is "auto", made to keep the hidden
+# output at any width by `keeping_hidden`.
 FORMS = (("unrolled", {"loop": "unrolled"}), ("loop", {"loop": "loop"}),
-         ("loop-remat", {"loop": "loop", "remat": True}))
+         ("loop-remat", {"loop": "loop", "remat": True}),
+         ("loop-keep-hidden", {"loop": "auto"}))
 
 
 def parse_args(argv=None):
@@ -52,6 +59,22 @@ def parse_args(argv=None):
         if name not in known:
             parser.error(f"--forms: {name!r}: expected some of {', '.join(known)}.")
     return args
+
+
+@contextlib.contextmanager
+def keeping_hidden(form):
+    """Within it, `loop="auto"` keeps the hidden output at every width for the
+    form `loop-keep-hidden` (FlowSteps.keeps_hidden reads the width it starts at
+    when it traces)."""
+    from glow_tf.layers import step
+
+    saved = step.KEEP_HIDDEN_FROM_WIDTH
+    if form == "loop-keep-hidden":
+        step.KEEP_HIDDEN_FROM_WIDTH = 1
+    try:
+        yield
+    finally:
+        step.KEEP_HIDDEN_FROM_WIDTH = saved
 
 
 def compiled_gradient(config, options, images):
@@ -134,8 +157,9 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     for name in args.forms.split(","):
         print(f"... {name}", file=sys.stderr, flush=True)
-        compiled, arguments, compile_s, scratch = compiled_gradient(
-            config, dict(FORMS)[name], images)
+        with keeping_hidden(name):
+            compiled, arguments, compile_s, scratch = compiled_gradient(
+                config, dict(FORMS)[name], images)
         call_s = timed(compiled, arguments, args.calls)
         kinds = op_kinds(compiled, arguments, args.calls)
         costliest = ", ".join(f"{kind} {ms:.1f}" for kind, ms in kinds.most_common(args.kinds))

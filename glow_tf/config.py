@@ -262,7 +262,8 @@ class TrainingConfig(_Config):
         "(a trace K times shorter), unrolled, or auto: one loop with --remat, on JAX or on "
         "an accelerator, unrolled with TensorFlow on a CPU otherwise, where its step is "
         "faster; on JAX's CPU the loop also recomputes each step in the backward pass, as "
-        "--remat does, which is faster there (docs/performance.md). The weights are the "
+        "--remat does but keeping the coupling networks' hidden convolution output from a "
+        "width of 256, which is faster there (docs/performance.md). The weights are the "
         "same either way.",
         choices=LOOPS,
     )

@@ -13,6 +13,7 @@ from keras import ops
 
 from glow_tf.layers.actnorm import ActNorm
 from glow_tf.layers.base import matmul_channels, on_jax_cpu
+from glow_tf.layers.recompute import mark_hidden
 
 # Images of at most this many pixels (4x4: the upper levels of a small
 # Glow) are convolved as one matmul (`conv_same`), when that matmul's
@@ -129,7 +130,8 @@ class CouplingNetwork(keras.layers.Layer):
         # every pixel: on the few pixels of Glow's upper levels TensorFlow's
         # convolution kernels cost several times more, forward and backward.
         kernel = ops.reshape(self.conv_hidden.kernel, (self.hidden_channels, self.hidden_channels))
-        h, _ = self.actnorm_hidden(matmul_channels(h, kernel))
+        # Named, as what a recomputing loop may keep (glow_tf.layers.recompute).
+        h, _ = self.actnorm_hidden(mark_hidden(matmul_channels(h, kernel)))
         h = ops.relu(h)
         return self.conv_out(h)
 

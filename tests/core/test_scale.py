@@ -16,6 +16,7 @@ from glow_tf.layers import Bijector, FlowSteps
 from glow_tf.layers.base import layers_within
 from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
+from glow_tf.layers.step import KEEP_HIDDEN_FROM_WIDTH
 from glow_tf.tf import distribute
 from tests.bijector_checks import randomize_weights, to_numpy
 from tests.processes import run_module
@@ -164,13 +165,13 @@ def loss_and_gradients(model, x):
     raise NotImplementedError(f"No gradients for the {BACKEND!r} backend.")
 
 
-def trained_pair(tmp_path, **options):
+def trained_pair(tmp_path, config=TINY, **options):
     """A plain Glow with random weights, a Glow(**options) that loaded its weights file,
     and the file."""
-    plain = Glow(TINY, loop="unrolled")
+    plain = Glow(config, loop="unrolled")
     plain.initialize(uint8_images(32))
     randomize_weights(plain, stddev=0.02)
-    other = Glow(TINY, **options)
+    other = Glow(config, **options)
     other.initialize(uint8_images(32))  # an eager pass that assigns variables
 
     def paths(model):  # below the model's own (auto-numbered) name
@@ -250,7 +251,7 @@ def compiled_scratch_bytes(model, images):
 @pytest.mark.slow
 @pytest.mark.both_backends
 @pytest.mark.skipif(BACKEND != "jax", reason="XLA's memory analysis of a JAX function")
-def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores():
+def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores(tmp_path):
     """Per extra step of flow, the compiled step keeps little more than the step's
     input with remat, every activation without: asked of the compiler (buffer
     sizes, no clock).
@@ -258,7 +259,10 @@ def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores():
     Unrolled, XLA on a CPU merges JAX's recomputation back into the forward
     pass; the loop, which remat picks, keeps it (FlowSteps.looped). Without
     remat, `loop="auto"` on JAX's CPU recomputes too (FlowSteps.recomputes):
-    an explicit loop keeps every activation.
+    an explicit loop keeps every activation. From KEEP_HIDDEN_FROM_WIDTH,
+    "auto" keeps the coupling networks' hidden convolution output
+    (FlowSteps.keeps_hidden): a scratch between the two, and the plain
+    model's loss and gradients.
     """
     # Images large enough that activations, not the stacked weights, fill the scratch.
     images = np.random.default_rng(0).integers(0, 32, (8, 16, 16, 2), dtype=np.uint8)
@@ -271,12 +275,26 @@ def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores():
                 continue
             model = Glow(config, **options)
             model.initialize(images)
+            assert not any(level.bijectors[1].keeps_hidden for level in model.flow.levels)
             scratch[k, form] = compiled_scratch_bytes(model, images)
     per_step = {form: (scratch[4, form] - scratch[2, form]) / 2 for form in ("kept", "remat")}
     # Measured (XLA on a CPU, 16x16x2 images, width 8): 51 KB with remat, 563 KB without.
     assert per_step["remat"] < 0.2 * per_step["kept"], scratch
     assert scratch[4, "remat"] < 0.5 * scratch[4, "kept"], scratch
     assert scratch[4, "auto"] == scratch[4, "remat"], scratch
+
+    wide = TINY.__class__(**{**TINY.to_dict(), "hidden_channels": KEEP_HIDDEN_FROM_WIDTH})
+    plain, auto, _ = trained_pair(tmp_path, config=wide)
+    assert all(level.bijectors[1].keeps_hidden for level in auto.flow.levels)
+    assert_same_loss_and_gradients(auto, plain)
+    images = uint8_images(8)
+    wide_scratch = {"auto": compiled_scratch_bytes(auto, images)}
+    for form in ("kept", "remat"):
+        model = Glow(wide, **forms[form])
+        model.initialize(images)
+        assert not any(level.bijectors[1].keeps_hidden for level in model.flow.levels)
+        wide_scratch[form] = compiled_scratch_bytes(model, images)
+    assert wide_scratch["remat"] < wide_scratch["auto"] < wide_scratch["kept"], wide_scratch
 
 
 @pytest.mark.slow
