@@ -63,9 +63,9 @@ def parse_args(argv=None):
 
 @contextlib.contextmanager
 def keeping_hidden(form):
-    """Within it, `loop="auto"` keeps the hidden output at every width for the
-    form `loop-keep-hidden` (FlowSteps.keeps_hidden reads the width it starts at
-    when it traces)."""
+    """Within it, for the form `loop-keep-hidden`, `loop="auto"` keeps the hidden
+    output at every width: FlowSteps.keeps_hidden reads KEEP_HIDDEN_FROM_WIDTH
+    when the model is traced, which `compiled_gradient` does within it."""
     from glow_tf.layers import step
 
     saved = step.KEEP_HIDDEN_FROM_WIDTH

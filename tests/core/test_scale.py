@@ -16,6 +16,7 @@ from glow_tf.layers import Bijector, FlowSteps
 from glow_tf.layers.base import layers_within
 from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
+from glow_tf.layers.recompute import recomputed
 from glow_tf.layers.step import KEEP_HIDDEN_FROM_WIDTH
 from glow_tf.tf import distribute
 from tests.bijector_checks import randomize_weights, to_numpy
@@ -295,6 +296,17 @@ def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores(tmp_path):
         assert not any(level.bijectors[1].keeps_hidden for level in model.flow.levels)
         wide_scratch[form] = compiled_scratch_bytes(model, images)
     assert wide_scratch["remat"] < wide_scratch["auto"] < wide_scratch["kept"], wide_scratch
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="JAX keeps it: the test above")
+def test_only_jax_keeps_the_hidden_output():
+    """Recomputing while keeping the hidden output is a JAX checkpoint policy:
+    asking for it on another backend says so, and "auto" never does there."""
+    with pytest.raises(ValueError, match=f"keep_hidden needs the JAX backend, not '{BACKEND}'"):
+        recomputed(lambda x: x, keep_hidden=True)
+    model = Glow(TINY.__class__(**{**TINY.to_dict(), "hidden_channels": KEEP_HIDDEN_FROM_WIDTH}))
+    model.initialize(uint8_images(8))
+    assert not any(level.bijectors[1].keeps_hidden for level in model.flow.levels)
 
 
 @pytest.mark.slow
