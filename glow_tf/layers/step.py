@@ -8,7 +8,7 @@ from keras import ops
 
 from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector, Hidden, layers_within, on_cpu
+from glow_tf.layers.base import Bijector, Hidden, layers_within, on_cpu, on_jax_cpu
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -280,9 +280,9 @@ class FlowSteps(Bijector):
         return [[ops.squeeze(part[k], axis=0) for part in parts] for k in range(self.num_steps)]
 
     def run_steps(self, x, labels, inverse):
-        remat = self.recomputes
+        remat, keep_hidden = self.recomputes, self.keeps_hidden
         if self.looped:
-            return self.run_as_loop(x, labels, inverse, remat)
+            return self.run_as_loop(x, labels, inverse, remat, keep_hidden)
 
         def step(k):
             # A new function each call: jax.checkpoint caches its trace per
@@ -295,15 +295,15 @@ class FlowSteps(Bijector):
         rows = self.rows()
         for k in (reversed(range(self.num_steps)) if inverse else range(self.num_steps)):
             call = step(k)
-            x, term = (recomputed(call, self.keeps_hidden) if remat else call)(x, *rows[k])
+            x, term = (recomputed(call, keep_hidden) if remat else call)(x, *rows[k])
             logdet = logdet + term
         return x, logdet
 
-    def run_as_loop(self, x, labels, inverse, remat):
+    def run_as_loop(self, x, labels, inverse, remat, keep_hidden):
         def one_step(h, *weights):
             return self.call_step(h, weights, inverse, labels)
 
-        one_step = recomputed(one_step, self.keeps_hidden) if remat else one_step
+        one_step = recomputed(one_step, keep_hidden) if remat else one_step
 
         def body(carry, weights):
             h, logdet = carry
@@ -398,7 +398,7 @@ def loops_by_default():
 def recomputes_by_default():
     """Whether `loop="auto"` also recomputes each step in the loop's backward pass:
     on JAX's CPU (`FlowSteps.recomputes` says why)."""
-    return on_cpu() and keras.backend.backend() == "jax"
+    return on_jax_cpu()
 
 
 def step_variables(step):
