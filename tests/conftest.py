@@ -6,6 +6,8 @@ import tempfile
 import keras
 import pytest
 
+from tests import quick_compile
+
 # Read by JAX as it starts: a compiled program is kept in the folder and
 # loaded, not compiled again, by any later process that compiles it.
 JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
@@ -24,6 +26,11 @@ def pytest_configure(config):
     # would ignore it too: the Ctrl-C tests need SIGINT as a terminal gives it.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # XLA's quickest compile (tests/quick_compile.py), decided once, before
+    # the workers start, in the environment every process inherits. A run
+    # given its own XLA_FLAGS keeps them.
+    if "XLA_FLAGS" not in os.environ:
+        config.quick_xla_flags = os.environ["XLA_FLAGS"] = quick_compile.accepted()
     # The JAX processes the tests start build the same small models again and
     # again, and XLA compiles each of their initialisers and steps anew in
     # every process: a tenth of a second each on a 2-core machine, some 200
@@ -56,6 +63,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_unconfigure(config):
+    if hasattr(config, "quick_xla_flags"):
+        os.environ.pop("XLA_FLAGS", None)
     folder = getattr(config, "jax_cache_folder", None)
     if folder:
         for name in [*JAX_CACHE, "JAX_COMPILATION_CACHE_DIR"]:

@@ -86,9 +86,12 @@ def test_the_library_reports_on_a_logger_and_prints_nothing(tmp_path, capsys, ca
 
 @pytest.mark.slow
 def test_a_jax_run_tells_its_phases_in_order(tmp_path):
+    """As a user runs it: XLA's own compile settings, not the suite's quick ones
+    (tests/quick_compile.py), and no compilation cache."""
     pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    env.pop("KERAS_BACKEND", None)
+    for name in ("KERAS_BACKEND", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR"):
+        env.pop(name, None)
     done = subprocess.run(
         [sys.executable, "main.py", "--backend", "jax", *TINY, "--run_dir", str(tmp_path / "r")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

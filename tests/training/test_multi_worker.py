@@ -21,6 +21,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from tests.events import read_events  # noqa: E402
+from tests import quick_compile  # noqa: E402
 from tests.processes import HANG, ROOT, pausing_at_backup, stopped  # noqa: E402
 from tests.tiny import STEPS_PER_EPOCH  # noqa: E402
 from tests.two_replicas import flags  # noqa: E402
@@ -45,7 +46,7 @@ def free_ports(count):
 
 def environment(**changes):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    for name in ("TF_CONFIG", "XLA_FLAGS", "KERAS_BACKEND"):
+    for name in ("TF_CONFIG", "KERAS_BACKEND"):
         env.pop(name, None)
     env.update(changes)
     return env
@@ -237,7 +238,7 @@ def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
     run_dir = tmp_path / "run"
     two_devices = environment(KERAS_BACKEND="jax",
-                              XLA_FLAGS="--xla_force_host_platform_device_count=2")
+                              XLA_FLAGS=quick_compile.flags("--xla_force_host_platform_device_count=2"))
     command = main_py(run_dir, strategy="data_parallel", epochs=EPOCHS)
 
     # The two-device round, killed in epoch 2, beside one epoch on one device.
