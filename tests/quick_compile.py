@@ -3,7 +3,7 @@
 The tests' models are tiny, and on a CPU XLA spends far longer compiling
 them than running them: the JAX rerun of the core tests spent most of its
 time waiting for the compiler. Two settings of XLA's own cut that by more
-than half, and change no value a test checks:
+than half, and every test passes with them as without them:
 
 - `--xla_backend_optimization_level=0`: LLVM does not optimise the machine
   code it emits;
@@ -13,8 +13,8 @@ than half, and change no value a test checks:
 They reach JAX, and TensorFlow's `jit_compile`, through XLA_FLAGS, which
 every process the tests start inherits (tests/conftest.py). An XLA that no
 longer knows a flag ends the process at its first compile, so a probe
-process compiles once with them first; where it fails, the suite compiles
-with XLA's defaults. One JAX run of main.py compiles as a user's does
+process compiles once with them beforehand; where it fails, the suite
+compiles with XLA's defaults. One JAX run of main.py compiles as a user's does
 (tests/cli/test_phases.py). The tests that run a benchmark small check its
 table, not its figures; a benchmark run by hand compiles as a user's run.
 """
@@ -47,6 +47,7 @@ def accepted(timeout=600):
     """FLAGS as one XLA_FLAGS value if a process compiles with them, else ""."""
     if not any(importlib.util.find_spec(name) for name in ("jax", "tensorflow")):
         return ""
+    # On the CPU, as the tests compile: XLA reads the same flags for every device.
     env = {**os.environ, "XLA_FLAGS": " ".join(FLAGS), "TF_CPP_MIN_LOG_LEVEL": "3",
            "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
     try:

@@ -20,8 +20,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tests.events import read_events  # noqa: E402
 from tests import quick_compile  # noqa: E402
+from tests.events import read_events  # noqa: E402
 from tests.processes import HANG, ROOT, pausing_at_backup, stopped  # noqa: E402
 from tests.tiny import STEPS_PER_EPOCH  # noqa: E402
 from tests.two_replicas import flags  # noqa: E402
@@ -237,8 +237,8 @@ def test_two_workers_train_like_one_process_write_once_and_resume(tmp_path, star
 def test_jax_data_parallel_trains_like_one_device_and_resumes(tmp_path, start):
     pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
     run_dir = tmp_path / "run"
-    two_devices = environment(KERAS_BACKEND="jax",
-                              XLA_FLAGS=quick_compile.flags("--xla_force_host_platform_device_count=2"))
+    two_devices = environment(KERAS_BACKEND="jax", XLA_FLAGS=quick_compile.flags(
+        "--xla_force_host_platform_device_count=2"))
     command = main_py(run_dir, strategy="data_parallel", epochs=EPOCHS)
 
     # The two-device round, killed in epoch 2, beside one epoch on one device.
