@@ -17,7 +17,6 @@ from glow_tf.layers.base import layers_within
 from glow_tf.layers.chain import unchained
 from glow_tf.layers.networks import CouplingNetwork
 from glow_tf.layers.recompute import recomputed
-from glow_tf.layers.step import KEEP_HIDDEN_FROM_WIDTH
 from glow_tf.tf import distribute
 from tests import quick_compile
 from tests.bijector_checks import randomize_weights, to_numpy
@@ -145,6 +144,11 @@ def test_precision_names_are_checked():
 
 # ---- rematerialisation ----
 
+def tiny(**fields):
+    """TINY with `fields` changed."""
+    return TINY.__class__(**{**TINY.to_dict(), **fields})
+
+
 def loss_and_gradients(model, x):
     """-mean log p(x) and its gradients, by the current backend's autodiff."""
     if BACKEND == "tensorflow":
@@ -167,13 +171,13 @@ def loss_and_gradients(model, x):
     raise NotImplementedError(f"No gradients for the {BACKEND!r} backend.")
 
 
-def trained_pair(tmp_path, config=TINY, **options):
+def trained_pair(tmp_path, **options):
     """A plain Glow with random weights, a Glow(**options) that loaded its weights file,
     and the file."""
-    plain = Glow(config, loop="unrolled")
+    plain = Glow(TINY, loop="unrolled")
     plain.initialize(uint8_images(32))
     randomize_weights(plain, stddev=0.02)
-    other = Glow(config, **options)
+    other = Glow(TINY, **options)
     other.initialize(uint8_images(32))  # an eager pass that assigns variables
 
     def paths(model):  # below the model's own (auto-numbered) name
@@ -271,8 +275,7 @@ def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores(tmp_path, monkeypa
     images = np.random.default_rng(0).integers(0, 32, (8, 16, 16, 2), dtype=np.uint8)
     scratch, forms = {}, {"kept": {"loop": "loop"}, "remat": {"remat": True},
                           "auto": {}}
-    configs = {k: TINY.__class__(**{**TINY.to_dict(), "image_shape": (16, 16, 2), "k_glow": k})
-               for k in (2, 4)}
+    configs = {k: tiny(image_shape=(16, 16, 2), k_glow=k) for k in (2, 4)}
     for k, config in configs.items():
         for form, options in forms.items():
             if form == "auto" and k == 2:
@@ -287,7 +290,7 @@ def test_remat_keeps_a_tenth_of_what_each_step_of_flow_stores(tmp_path, monkeypa
     assert scratch[4, "remat"] < 0.5 * scratch[4, "kept"], scratch
     assert scratch[4, "auto"] == scratch[4, "remat"], scratch
 
-    wide = Glow(TINY.__class__(**{**TINY.to_dict(), "hidden_channels": KEEP_HIDDEN_FROM_WIDTH}))
+    wide = Glow(tiny(hidden_channels=step.KEEP_HIDDEN_FROM_WIDTH))
     wide.initialize(uint8_images(8))
     assert all(level.bijectors[1].keeps_hidden for level in wide.flow.levels)
 
@@ -308,7 +311,7 @@ def test_only_jax_keeps_the_hidden_output():
     asking for it on another backend says so, and "auto" never does there."""
     with pytest.raises(ValueError, match=f"keep_hidden needs the JAX backend, not '{BACKEND}'"):
         recomputed(lambda x: x, keep_hidden=True)
-    model = Glow(TINY.__class__(**{**TINY.to_dict(), "hidden_channels": KEEP_HIDDEN_FROM_WIDTH}))
+    model = Glow(tiny(hidden_channels=step.KEEP_HIDDEN_FROM_WIDTH))
     model.initialize(uint8_images(8))
     assert not any(level.bijectors[1].keeps_hidden for level in model.flow.levels)
 
@@ -338,7 +341,7 @@ def test_looped_and_unrolled_steps_give_the_same_density_and_gradients(tmp_path)
 def test_jit_and_steps_per_execution_train_like_the_plain_step(fields):
     """jit_compile=True (XLA on TensorFlow) with 2 steps per execution gives
     the weights of plain one-step-per-call training."""
-    config = TINY.__class__(**{**TINY.to_dict(), **fields})
+    config = tiny(**fields)
     x = dequantised(uint8_images(16, seed=7))
     weights = None
     results = []
