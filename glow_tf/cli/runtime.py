@@ -6,8 +6,10 @@ when Glow or the layers are first asked for, the tools' modules import the
 rest inside `main`, and a test keeps it so. `prepare` then sets the
 variable, and the process starts Keras once, with the backend asked for.
 (Starting the process again with the variable set would work too, but
-would pay TensorFlow's import, seconds, twice.) `tune_tensorflow` then sets
-how TensorFlow runs on a CPU, before its first op.
+would pay TensorFlow's import, seconds, twice.) `start_keras` imports it,
+leaving out what Keras and TensorFlow import for parts no tool uses, and
+`tune_tensorflow` then sets how TensorFlow runs on a CPU, before its first
+op.
 """
 
 import os
@@ -52,6 +54,39 @@ def prepare(backend=None):
     os.environ["KERAS_BACKEND"] = backend
 
 
+# Modules that Keras and TensorFlow import as they start, if they can, for
+# parts that no tool uses: scikit-learn, for Keras' scikit-learn wrappers,
+# and JAX, for TensorFlow Lite's converter of JAX functions. Both imports
+# are optional there (an ImportError leaves that part out), and together
+# they are about a second of a tool's start (docs/performance.md#starting-a-tool).
+# JAX is held off only when the environment names TensorFlow: Keras reads
+# its backend from a file too, and on JAX it needs JAX.
+_NOT_FOR_THE_TOOLS = {"tensorflow": ("sklearn", "jax")}
+
+
+def start_keras():
+    """Imports Keras, on the backend `prepare` set, without the imports above; returns it.
+
+    The modules held off are held off only while Keras is imported: anything
+    that imports them later gets them. Keras' scikit-learn wrappers stay out
+    of this process.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    backend = os.environ.get("KERAS_BACKEND")
+    held = [name for name in _NOT_FOR_THE_TOOLS.get(backend, ("sklearn",))
+            if name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # `import name` raises ImportError
+    try:
+        import keras
+    finally:
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return keras
+
+
 def tune_tensorflow(threads_per_op="auto", hidden_channels=None):
     """Sets TensorFlow's CPU runtime for a model; starts Keras; nothing on JAX.
 
@@ -71,8 +106,7 @@ def tune_tensorflow(threads_per_op="auto", hidden_channels=None):
     tools and benchmarks, not the library. Threads can only be set before
     TensorFlow runs its first op; later, they stay as they are.
     """
-    import keras
-
+    keras = start_keras()
     if keras.backend.backend() != "tensorflow":
         return
     import tensorflow as tf

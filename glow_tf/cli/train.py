@@ -76,10 +76,8 @@ def _main(program, flag_values):
 
 def _check_loop_and_jit(training_config):
     """XLA cannot differentiate TensorFlow's loop of unknown length (see Glow.compile)."""
-    import keras
-
     if training_config.jit and training_config.loop == "loop" and \
-            keras.backend.backend() == "tensorflow":
+            runtime.start_keras().backend.backend() == "tensorflow":
         raise ValueError("--loop=loop with --jit on TensorFlow: XLA cannot differentiate "
                          "TensorFlow's loop; use --loop=auto or --loop=unrolled.")
 

@@ -12,6 +12,7 @@ are zero-padded, centred, to a larger `img_size` (MNIST's 28x28 becomes
 (antialiased bilinear).
 """
 
+import importlib.util
 import os
 
 import numpy as np
@@ -137,16 +138,32 @@ def num_examples(dataset):
 
 
 def _digits(split):
-    from sklearn.datasets import load_digits
-
     phases.report(f"Reading the digits {_SPLIT_NAMES[split]} images (scikit-learn) ...")
 
-    digits = load_digits()
-    levels = digits.images.astype(np.int64)  # (1797, 8, 8), 0..16
+    levels, labels = _digits_levels()  # (1797, 8, 8), 0..16; (1797,)
     images = (levels * 255 // 16).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int32)
     train = slice(None, DIGITS_NUM_TRAIN) if split == "train" else slice(DIGITS_NUM_TRAIN, None)
     return images[train], labels[train]
+
+
+def _digits_levels():
+    """The 1,797 digits (8x8, levels 0..16) and their labels, as load_digits gives them.
+
+    Read from the file in scikit-learn's package that load_digits reads,
+    without importing scikit-learn: its import is half a second of every
+    start of a tool on a 2-core machine, and all it would do here is read
+    this file. Where the file is not there, load_digits itself.
+    """
+    spec = importlib.util.find_spec("sklearn")  # finds the package; imports nothing
+    folders = spec.submodule_search_locations if spec is not None else None
+    path = os.path.join(folders[0], "datasets", "data", "digits.csv.gz") if folders else ""
+    if os.path.isfile(path):
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # 64 pixels, then the label
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int32)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.astype(np.int64), digits.target.astype(np.int32)
 
 
 def _tfds(source, config, split):

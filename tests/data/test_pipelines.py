@@ -34,6 +34,24 @@ def test_digits_is_the_documented_split_and_encoding():
     np.testing.assert_array_equal(test[..., 0], levels[1437:] * 255 // 16)
 
 
+def test_digits_are_load_digits_read_from_its_file_or_from_it(monkeypatch):
+    """Read from scikit-learn's file without importing it (a tool's process checks that:
+    tests/cli/test_backends.py); load_digits itself where the file is not found."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+
+    digits, find_spec = load_digits(), importlib.util.find_spec
+    for _ in ("its file", "load_digits"):
+        levels, labels = data._digits_levels()
+        assert levels.dtype == np.int64 and labels.dtype == np.int32
+        np.testing.assert_array_equal(levels, digits.images)
+        np.testing.assert_array_equal(labels, digits.target)
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *args: None if name == "sklearn" else
+                            find_spec(name, *args))
+
+
 def test_n_bits_keeps_the_top_bits():
     full = split_array(DataConfig("digits", n_bits=8), "test")
     four = split_array(DataConfig("digits", n_bits=4), "test")
