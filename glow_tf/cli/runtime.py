@@ -12,6 +12,7 @@ leaving out what Keras and TensorFlow import for parts no tool uses, and
 op.
 """
 
+import contextlib
 import os
 import sys
 
@@ -58,33 +59,40 @@ def prepare(backend=None):
 # parts that no tool uses: scikit-learn, for Keras' scikit-learn wrappers,
 # and JAX, for TensorFlow Lite's converter of JAX functions. Both imports
 # are optional there (an ImportError leaves that part out), and together
-# they are about a second of a tool's start (docs/performance.md#starting-a-tool).
-# JAX is held off only when the environment names TensorFlow: Keras reads
-# its backend from a file too, and on JAX it needs JAX.
-_NOT_FOR_THE_TOOLS = {"tensorflow": ("sklearn", "jax")}
+# they are about a second of a tool's start
+# (docs/performance.md#starting-a-tool). JAX is held off only where
+# KERAS_BACKEND names TensorFlow: unset, Keras may read another backend
+# from its config file, and on JAX it needs JAX.
+_NOT_FOR_THE_TOOLS = ("sklearn",)
+_NOT_FOR_THE_TOOLS_ON_TENSORFLOW = ("sklearn", "jax")
 
 
 def start_keras():
     """Imports Keras, on the backend `prepare` set, without the imports above; returns it.
 
-    The modules held off are held off only while Keras is imported: anything
-    that imports them later gets them. Keras' scikit-learn wrappers stay out
-    of this process.
+    The modules are held off only while Keras is imported: anything that
+    imports them later gets them.
     """
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    backend = os.environ.get("KERAS_BACKEND")
-    held = [name for name in _NOT_FOR_THE_TOOLS.get(backend, ("sklearn",))
-            if name not in sys.modules]
-    for name in held:
-        sys.modules[name] = None  # `import name` raises ImportError
-    try:
+    on_tensorflow = os.environ.get("KERAS_BACKEND") == "tensorflow"
+    with _held_off(_NOT_FOR_THE_TOOLS_ON_TENSORFLOW if on_tensorflow else _NOT_FOR_THE_TOOLS):
         import keras
+    return keras
+
+
+@contextlib.contextmanager
+def _held_off(names):
+    """Within it, importing one of `names` not imported yet raises ImportError."""
+    held = [name for name in names if name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # what the import system reads as "cannot be imported"
+    try:
+        yield
     finally:
         for name in held:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
-    return keras
 
 
 def tune_tensorflow(threads_per_op="auto", hidden_channels=None):
