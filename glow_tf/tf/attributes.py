@@ -24,6 +24,7 @@ import tensorflow as tf
 from glow_tf import image_folders
 from glow_tf.datasets import SOURCES, DatasetError, num_classes
 from glow_tf.tf import pipelines, tfds_sources
+from glow_tf.tf.maps import map_as_written
 
 DIGIT_DATASETS = ("digits", "mnist")
 
@@ -74,7 +75,8 @@ def _one_vs_rest(config, split):
         prefix = "digit" if config.dataset in DIGIT_DATASETS else "class"
         names = [f"{prefix}_{k}" for k in range(num_classes(config))]
     count = len(names)
-    examples = pipelines.load_split(config, split, labels=True).map(
+    examples = map_as_written(
+        pipelines.load_split(config, split, labels=True),
         lambda example: (example["images"], tf.one_hot(example["labels"], count, dtype=tf.int32))
     )
     return examples, names
@@ -85,7 +87,8 @@ def _celeba(config, split):
     builder = tfds_sources.prepared("celeba", source, config.data_dir)
     names = list(builder.info.features["attributes"].keys())
     dataset = builder.as_dataset(split="train" if split == "train" else source.test_split)
-    return dataset.map(
+    return map_as_written(
+        dataset,
         lambda example: (
             pipelines.prepare_image(example["image"], source, config),
             tf.stack([tf.cast(example["attributes"][name], tf.int32) for name in names]),
@@ -138,9 +141,8 @@ def _csv(config, split, csv_path):
     wanted = np.asarray(image_folders.held_out(len(paths))) == (split == "test")
     source = SOURCES["folder"]
     channels = config.channel_size
-    examples = tf.data.Dataset.from_tensor_slices(
-        (np.asarray(paths)[wanted], values[wanted])
-    ).map(
+    examples = map_as_written(
+        tf.data.Dataset.from_tensor_slices((np.asarray(paths)[wanted], values[wanted])),
         lambda path, row: (
             pipelines.prepare_image(
                 tf.io.decode_image(tf.io.read_file(path), channels=channels,

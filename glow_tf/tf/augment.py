@@ -13,6 +13,7 @@ gives the same augmented epochs.
 import tensorflow as tf
 
 from glow_tf.datasets import SOURCES
+from glow_tf.tf.maps import map_as_written
 
 
 def augment(dataset, config, seed):
@@ -36,7 +37,9 @@ def augment(dataset, config, seed):
         return move(example, seeds)
 
     # Two seed pairs per image, new ones each epoch.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4).map(
-        lambda values: tf.reshape(values, (2, 2))
+    seeds = map_as_written(
+        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4),
+        lambda values: tf.reshape(values, (2, 2)),
     )
-    return tf.data.Dataset.zip((dataset, seeds)).map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return map_as_written(tf.data.Dataset.zip((dataset, seeds)), apply,
+                          num_parallel_calls=tf.data.AUTOTUNE)

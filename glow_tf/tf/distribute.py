@@ -113,6 +113,8 @@ class Distribution:
             return dataset
         import tensorflow as tf
 
+        from glow_tf.tf.maps import map_as_written
+
         def widen(batch):
             if isinstance(batch, dict):
                 return {**batch, "images": tf.cast(batch["images"], tf.int32)}
@@ -122,7 +124,7 @@ class Distribution:
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
-        return dataset.map(widen).with_options(options)
+        return map_as_written(dataset, widen).with_options(options)
 
     def prepare_model(self, model):
         """Makes a compiled `model`'s `fit` run here; call it before `fit`.

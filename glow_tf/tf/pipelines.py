@@ -21,6 +21,7 @@ import tensorflow as tf
 from glow_tf import image_folders, phases
 from glow_tf.datasets import DIGITS_NUM_TRAIN, SOURCES, DatasetError, num_classes
 from glow_tf.tf import augment, tfds_sources
+from glow_tf.tf.maps import map_as_written
 
 _SHUFFLE_BUFFER = 10_000
 
@@ -44,16 +45,16 @@ def load_split(config, split, labels=False):
             examples = tf.data.Dataset.from_tensor_slices(_digits(split))
         else:
             examples = _tfds(source, config, split)
-        examples = examples.map(
-            lambda image, label: (prepare_image(image, source, config), label),
+        examples = map_as_written(
+            examples, lambda image, label: (prepare_image(image, source, config), label),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if labels:
-        examples = examples.map(
-            lambda image, label: {"images": image, "labels": tf.cast(label, tf.int32)}
+        examples = map_as_written(
+            examples, lambda image, label: {"images": image, "labels": tf.cast(label, tf.int32)}
         )
     else:
-        examples = examples.map(lambda image, label: image)
+        examples = map_as_written(examples, lambda image, label: image)
     return untuned(examples)
 
 
@@ -170,8 +171,9 @@ def _tfds(source, config, split):
     builder = tfds_sources.prepared(config.dataset, source, config.data_dir)
     tfds_split = "train" if split == "train" else source.test_split
     dataset = builder.as_dataset(split=tfds_split, shuffle_files=split == "train")
-    return dataset.map(
-        lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64)))
+    return map_as_written(
+        dataset,
+        lambda example: (example["image"], example.get("label", tf.constant(-1, tf.int64))),
     )
 
 
@@ -195,7 +197,8 @@ def _folder(config, split):
         return tf.data.Dataset.from_tensor_slices((_decode_all(files, config), labels))
     phases.report(f"Checking the {len(files):,} {_SPLIT_NAMES[split]} image files ...")
     image_folders.check_images(files)
-    return tf.data.Dataset.from_tensor_slices((files, labels)).map(
+    return map_as_written(
+        tf.data.Dataset.from_tensor_slices((files, labels)),
         lambda path, label: (_decode_file(path, config), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
@@ -225,7 +228,8 @@ _DECODE_BATCH = 512
 
 def _decode_all(files, config):
     """Every file decoded and prepared, as one uint8 array; DatasetError naming a bad file."""
-    decoded = untuned(tf.data.Dataset.from_tensor_slices(files).map(
+    decoded = untuned(map_as_written(
+        tf.data.Dataset.from_tensor_slices(files),
         lambda path: _decode_file(path, config), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     ).batch(_DECODE_BATCH))

@@ -93,6 +93,33 @@ def test_every_pipeline_runs_without_autotuning():
     assert tf.data.Dataset.range(3).options().autotune.enabled is not False  # tf.data's default
 
 
+def test_map_functions_are_traced_as_written_without_autograph(monkeypatch):
+    """AutoGraph's rewrite of the map functions was most of a pipeline's build
+    (glow_tf/tf/maps.py). Without it, a Python `if` on a tensor fails as it is
+    traced, where AutoGraph would have made it a graph op."""
+    def branching(image, source, config):
+        if tf.reduce_max(image) > 255:
+            return image + 1
+        return image
+
+    assert list(tf.data.Dataset.range(2).map(lambda x: branching(x, None, None))
+                .as_numpy_iterator()) == [0, 1]  # converted by tf.data's default
+    monkeypatch.setattr(data, "prepare_image", branching)
+    with pytest.raises(TypeError, match="as a Python `bool`"):
+        data.load_split(DataConfig("digits"), "test")
+    # Every map of the package goes through map_as_written.
+    import pathlib
+    import re
+
+    import glow_tf
+
+    root = pathlib.Path(glow_tf.__file__).parent
+    direct = [f"{path.relative_to(root)}:{number}" for path in root.rglob("*.py")
+              for number, line in enumerate(path.read_text().splitlines(), 1)
+              if re.search(r"(?<!pool)\.map\(", line) and path.name != "maps.py"]
+    assert not direct, direct
+
+
 def test_the_folder_decode_benchmark_prints_both_settings(tmp_path, capsys):
     from benchmarks import folder_decode
 
