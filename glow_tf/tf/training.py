@@ -118,12 +118,6 @@ def build_and_fit(model_config, training_config, train, test, *, init_images, ca
             steps_per_execution=training_config.steps_per_execution,
         )
         distribution.prepare_model(model)
-        # The optimizer's slots made here, not inside the first traced step:
-        # a tf.function whose first trace creates variables traces the step
-        # a second time. On a 2-core CPU the first step of the 64-step digits
-        # Glow took 167 s that way, 52 s with the slots made beforehand.
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         with warnings.catch_warnings():
             if init_images is None:
                 # BackupAndRestore loads the initialised weights when fit starts,
