@@ -13,6 +13,7 @@ op.
 """
 
 import contextlib
+import gc
 import os
 import sys
 
@@ -67,18 +68,53 @@ _NOT_FOR_THE_TOOLS = ("sklearn",)
 _NOT_FOR_THE_TOOLS_ON_TENSORFLOW = ("sklearn", "jax")
 
 
+# True once `start_keras` has imported Keras itself: the process is a tool's,
+# and what it imports stays to its end (see `kept_imports`).
+_started_here = False
+
+
 def start_keras():
     """Imports Keras, on the backend `prepare` set, without the imports above; returns it.
 
     The modules are held off only while Keras is imported: anything that
     imports them later gets them.
     """
+    global _started_here
     if "keras" in sys.modules:
         return sys.modules["keras"]
     on_tensorflow = os.environ.get("KERAS_BACKEND") == "tensorflow"
-    with _held_off(_NOT_FOR_THE_TOOLS_ON_TENSORFLOW if on_tensorflow else _NOT_FOR_THE_TOOLS):
+    _started_here = True
+    with _held_off(_NOT_FOR_THE_TOOLS_ON_TENSORFLOW if on_tensorflow else _NOT_FOR_THE_TOOLS), \
+            kept_imports():
         import keras
     return keras
+
+
+@contextlib.contextmanager
+def kept_imports():
+    """Within it, a tool's imports: made with Python's cycle collector paused,
+    then frozen out of its later passes.
+
+    TensorFlow, Keras and JAX are some 3,000 modules, whose objects live
+    as long as the process. While they were imported the collector ran
+    some 700 times, and every full pass afterwards walked all their objects
+    again: 0.39 CPU-s of the 3.6 of a one-epoch tiny digits run on
+    TensorFlow, 0.7 of a JAX run (docs/performance.md#starting-a-tool).
+    Paused, then frozen (`gc.freeze`: left out of every later pass), 0.02.
+    Only in a process whose Keras `start_keras` imported: a tool's `main`
+    called from Python leaves the caller's collector as it is.
+    """
+    if not _started_here:
+        yield
+        return
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+        gc.freeze()
 
 
 @contextlib.contextmanager

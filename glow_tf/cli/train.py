@@ -53,12 +53,13 @@ def _main(program, flag_values):
         cli.fail(program, error)
     runtime.tune_tensorflow(configs.training.threads_per_op, configs.model.hidden_channels)
 
-    from glow_tf.datasets import DatasetError
-    from glow_tf.runs import RunDir, RunDirError, WeightsError
-    from glow_tf.runs.files import WriteError
-    from glow_tf.runs.state import StateError
-    from glow_tf.tf import faults, training
-    from glow_tf.tf.distribute import DistributionError
+    with runtime.kept_imports():  # TensorFlow's, on JAX
+        from glow_tf.datasets import DatasetError
+        from glow_tf.runs import RunDir, RunDirError, WeightsError
+        from glow_tf.runs.files import WriteError
+        from glow_tf.runs.state import StateError
+        from glow_tf.tf import faults, training
+        from glow_tf.tf.distribute import DistributionError
 
     run_dir = settings_lib.run_dir_of(settings)
     try:

@@ -4,6 +4,8 @@ Keras picks its backend once per process, so every tool runs in its own
 process, chosen with --backend (TensorFlow when it is not given).
 """
 
+import gc
+import importlib
 import json
 import math
 import os
@@ -17,7 +19,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("jax", reason="JAX is not installed (requirements-dev.txt has it)")
 
-from glow_tf.cli import train  # noqa: E402
+from glow_tf.cli import runtime, train  # noqa: E402
 from glow_tf.runs import state  # noqa: E402
 from tests.commands import run_cli  # noqa: E402
 from tests.events import read_events  # noqa: E402
@@ -121,8 +123,14 @@ runtime.prepare('tensorflow')
 keras = runtime.start_keras()
 from glow_tf.tf import pipelines
 pipelines._digits_levels()
-print(keras.backend.backend(), sorted(m for m in ('sklearn', 'jax') if m in sys.modules))
-import sklearn.datasets, jax  # what was held off comes when asked for
+import gc
+import importlib
+frozen = gc.get_freeze_count()  # Keras' and TensorFlow's objects, out of the collector's way
+print(keras.backend.backend(), sorted(m for m in ('sklearn', 'jax') if m in sys.modules),
+      frozen > 100_000, gc.isenabled())
+with runtime.kept_imports():
+    import sklearn.datasets, jax  # what was held off comes when asked for
+print(gc.get_freeze_count() > frozen, gc.isenabled())
 """
 
 
@@ -134,7 +142,18 @@ def test_the_tools_import_keras_once_their_flags_are_read_and_leave_out_what_no_
     result = subprocess.run([sys.executable, "-c", TOOL_IMPORTS], cwd=ROOT, env=environment(),
                             capture_output=True, text=True, timeout=HANG)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[:2] == ["[]", "tensorflow []"], result.stdout
+    assert result.stdout.split("\n")[:3] == ["[]", "tensorflow [] True True", "True True"], \
+        result.stdout
+
+
+def test_a_tools_main_called_from_python_leaves_the_callers_collector_as_it_is():
+    """Keras was imported before any tool started it (by this test run): what a
+    tool then imports is neither frozen nor imported with the collector paused."""
+    frozen, paused = gc.get_freeze_count(), []
+    with runtime.kept_imports():
+        paused.append(not gc.isenabled())
+        importlib.import_module("glow_tf.tf.training")
+    assert gc.get_freeze_count() == frozen and paused == [False] and gc.isenabled()
 
 
 def test_another_backend_than_the_running_one_is_a_users_error(tmp_path, capsys):
