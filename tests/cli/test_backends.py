@@ -124,7 +124,6 @@ keras = runtime.start_keras()
 from glow_tf.tf import pipelines
 pipelines._digits_levels()
 import gc
-import importlib
 frozen = gc.get_freeze_count()  # Keras' and TensorFlow's objects, out of the collector's way
 print(keras.backend.backend(), sorted(m for m in ('sklearn', 'jax') if m in sys.modules),
       frozen > 100_000, gc.isenabled())

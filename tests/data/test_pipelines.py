@@ -1,6 +1,8 @@
 """The dataset catalogue and its tf.data pipelines: every source as uint8 NHWC of the asked size."""
 
 import os
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 tf = pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
+import glow_tf  # noqa: E402
 from tests.tfds_mock import mock_data  # noqa: E402
 from glow_tf.datasets import DataConfig, DatasetError  # noqa: E402
 from glow_tf.tf import pipelines as data  # noqa: E402
@@ -108,11 +111,6 @@ def test_map_functions_are_traced_as_written_without_autograph(monkeypatch):
     with pytest.raises(TypeError, match="as a Python `bool`"):
         data.load_split(DataConfig("digits"), "test")
     # Every map of the package goes through map_as_written.
-    import pathlib
-    import re
-
-    import glow_tf
-
     root = pathlib.Path(glow_tf.__file__).parent
     direct = [f"{path.relative_to(root)}:{number}" for path in root.rglob("*.py")
               for number, line in enumerate(path.read_text().splitlines(), 1)
