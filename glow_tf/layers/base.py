@@ -49,6 +49,22 @@ def on_jax_cpu():
     return jax.default_backend() == "cpu"
 
 
+def jit_on_jax(function):
+    """`function` compiled whole by `jax.jit` on JAX; itself on other backends.
+
+    For an eager pass of a pure function of arrays that runs many times on
+    inputs of one shape. JAX runs each eager op as a program of its own, and
+    compiles one for every op and shape it has not seen, so a step's few
+    hundred small ops cost it a compilation each; jitted, the step is
+    compiled once. TensorFlow runs eager ops as they are.
+    """
+    if keras.backend.backend() != "jax":
+        return function
+    import jax
+
+    return jax.jit(function)
+
+
 class Hidden:
     """Layers that a layer calls but whose variables are not among its weights.
 

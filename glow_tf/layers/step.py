@@ -8,7 +8,8 @@ from keras import ops
 
 from glow_tf.config import LOOPS
 from glow_tf.layers.actnorm import ActNorm
-from glow_tf.layers.base import Bijector, Hidden, layers_within, on_cpu, on_jax_cpu
+from glow_tf.layers.base import (Bijector, Hidden, jit_on_jax, layers_within, on_cpu,
+                                  on_jax_cpu)
 from glow_tf.layers.chain import Chain
 from glow_tf.layers.coupling import Coupling
 from glow_tf.layers.invertible_conv import Invertible1x1Conv
@@ -316,15 +317,27 @@ class FlowSteps(Bijector):
         return y, logdet
 
     def initialize_steps(self, x, labels):
-        """The eager pass of `Glow.initialize`: each step's ActNorms set from its input."""
-        logdet, updated = 0.0, []
-        for weights in self.rows():
-            with self.as_step(weights) as scope:
+        """The eager pass of `Glow.initialize`: each step's ActNorms set from its input.
+
+        Step k's pass is a function of its input, the stacked weights and k,
+        which returns step k's weights as its ActNorms set them; on JAX it is
+        compiled once for a level's K steps (base.jit_on_jax), as is the
+        stacking of what they return.
+        """
+        def initialize_step(x, labels, stacked, k):
+            with self.as_step([v[k] for v in stacked]) as scope:
                 x, term = self.template()(x, labels=labels)
-            updated.append([scope.get_current_value(v) for v in self.template_variables])
+            return x, term, [scope.get_current_value(v) for v in self.template_variables]
+
+        initialize_step = jit_on_jax(initialize_step)
+        stack = jit_on_jax(lambda rows: [ops.stack(values) for values in zip(*rows)])
+        logdet, stacked, rows = 0.0, [v.value for v in self.stacked], []
+        for k in range(self.num_steps):
+            x, term, values = initialize_step(x, labels, stacked, k)
+            rows.append(values)
             logdet = logdet + term
-        for i, variable in enumerate(self.stacked):
-            variable.assign(ops.stack([values[i] for values in updated]))
+        for variable, value in zip(self.stacked, stack(rows)):
+            variable.assign(value)
         return x, logdet
 
     @contextlib.contextmanager

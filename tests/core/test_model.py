@@ -181,6 +181,43 @@ def test_initialize_standardises_the_first_actnorm():
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=0.05)
 
 
+@pytest.mark.both_backends
+def test_initialize_runs_a_levels_steps_as_one_compiled_step_on_jax(monkeypatch):
+    """Every step's first ActNorm standardises what reaches it through the steps
+    before it; on JAX a level's step is traced once, not K times."""
+    from glow_tf.layers import step as step_module
+
+    config = GlowConfig(**{**TINY_MODEL, "k_glow": 3})
+    # Pixels that move together: a step that mixed its channels with another
+    # step's 1x1 convolution would hand the next ActNorm channels of other scales.
+    rng = np.random.default_rng(0)
+    brightness = rng.integers(40, 216, (256, 1, 1, 1))
+    images = (brightness + rng.integers(-30, 31, (256, *config.image_shape))).astype(np.uint8)
+    calls = []
+    forward = step_module.FlowStep.forward
+
+    def counted_forward(self, *args, **kwargs):
+        calls.append(self)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(step_module.FlowStep, "forward", counted_forward)
+    model = Glow(config)
+    model.initialize(images)
+    jax = keras.backend.backend() == "jax"
+    assert len(calls) == config.l_glow * (1 if jax else config.k_glow)
+    monkeypatch.undo()
+
+    squeeze, steps = model.flow.levels[0].bijectors[:2]
+    h, _ = squeeze(quantization.dequantize(images, config.n_bits, seed=3))
+    for k, weights in enumerate(steps.rows()):
+        actnorm = steps.step_weights(k)
+        log_s = config.log_scale_factor * actnorm["actnorm.log_scale"]
+        y = (to_numpy(h) + actnorm["actnorm.bias"]) * np.exp(log_s)
+        np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0.0, atol=0.05, err_msg=f"step {k}")
+        np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1.0, atol=0.05, err_msg=f"step {k}")
+        h, _ = steps.call_step(h, weights)
+
+
 @pytest.mark.slow
 def test_fit_lowers_the_loss_and_traces_its_step_once():
     """Glow.fit makes the optimizer's slots before the step is traced: on TensorFlow
