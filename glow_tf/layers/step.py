@@ -319,24 +319,28 @@ class FlowSteps(Bijector):
     def initialize_steps(self, x, labels):
         """The eager pass of `Glow.initialize`: each step's ActNorms set from its input.
 
-        Step k's pass is a function of its input, the stacked weights and k,
-        which returns step k's weights as its ActNorms set them; on JAX it is
-        compiled once for a level's K steps (base.jit_on_jax), as is the
-        stacking of what they return.
+        Step k's pass is a function of its input, the stacks of weights and
+        k, which returns step k's weights as its ActNorms set them. On JAX it
+        is compiled once for a level's K steps (base.jit_on_jax), k among its
+        arguments, and takes its weights from the stacks itself: an eager
+        split would compile a program for every row. Elsewhere each stack is
+        unstacked once, and step k takes the k-th of each.
         """
-        def initialize_step(x, labels, stacked, k):
-            with self.as_step([v[k] for v in stacked]) as scope:
+        def initialize_step(x, labels, stacks, k):
+            with self.as_step([stack[k] for stack in stacks]) as scope:
                 x, term = self.template()(x, labels=labels)
             return x, term, [scope.get_current_value(v) for v in self.template_variables]
 
+        stacks = [v.value for v in self.stacked]
+        if keras.backend.backend() != "jax":
+            stacks = [ops.unstack(stack) for stack in stacks]
         initialize_step = jit_on_jax(initialize_step)
-        stack = jit_on_jax(lambda rows: [ops.stack(values) for values in zip(*rows)])
-        logdet, stacked, rows = 0.0, [v.value for v in self.stacked], []
+        logdet, rows = 0.0, []
         for k in range(self.num_steps):
-            x, term, values = initialize_step(x, labels, stacked, k)
+            x, term, values = initialize_step(x, labels, stacks, k)
             rows.append(values)
             logdet = logdet + term
-        for variable, value in zip(self.stacked, stack(rows)):
+        for variable, value in zip(self.stacked, jit_on_jax(stack_rows)(rows)):
             variable.assign(value)
         return x, logdet
 
@@ -413,6 +417,10 @@ def recomputes_by_default():
     on JAX's CPU (`FlowSteps.recomputes` says why)."""
     return on_jax_cpu()
 
+
+def stack_rows(rows):
+    """K rows of step weights (lists in one order) as one stack of each weight."""
+    return [ops.stack(values) for values in zip(*rows)]
 
 def step_variables(step):
     """A step's variables in the order the stacked ones follow: trainable first."""
