@@ -422,6 +422,7 @@ def stack_rows(rows):
     """K rows of step weights (lists in one order) as one stack of each weight."""
     return [ops.stack(values) for values in zip(*rows)]
 
+
 def step_variables(step):
     """A step's variables in the order the stacked ones follow: trainable first."""
     return [*step.trainable_variables, *step.non_trainable_variables]

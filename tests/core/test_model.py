@@ -188,11 +188,7 @@ def test_initialize_runs_a_levels_steps_as_one_compiled_step_on_jax(monkeypatch)
     from glow_tf.layers import step as step_module
 
     config = GlowConfig(**{**TINY_MODEL, "k_glow": 3})
-    # Pixels that move together: a step that mixed its channels with another
-    # step's 1x1 convolution would hand the next ActNorm channels of other scales.
-    rng = np.random.default_rng(0)
-    brightness = rng.integers(40, 216, (256, 1, 1, 1))
-    images = (brightness + rng.integers(-30, 31, (256, *config.image_shape))).astype(np.uint8)
+    images = uint8_images(256)
     calls = []
     forward = step_module.FlowStep.forward
 
