@@ -52,11 +52,11 @@ def on_jax_cpu():
 def jit_on_jax(function):
     """`function` compiled whole by `jax.jit` on JAX; itself on other backends.
 
-    For an eager pass of a pure function of arrays that runs many times on
-    inputs of one shape. JAX runs each eager op as a program of its own, and
-    compiles one for every op and shape it has not seen, so a step's few
-    hundred small ops cost it a compilation each; jitted, the step is
-    compiled once. TensorFlow runs eager ops as they are.
+    For a pure function of arrays in an eager pass. JAX runs each eager op
+    as a program of its own, and compiles one for every op and shape it has
+    not seen, so a step's few hundred small ops cost it a compilation each;
+    jitted, the function is one program, compiled once for its input shapes.
+    TensorFlow runs eager ops as they are.
     """
     if keras.backend.backend() != "jax":
         return function
