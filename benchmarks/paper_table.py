@@ -12,7 +12,8 @@ side:
   step time, host CPU time per step, peak resident memory, warm-up (the
   first training step plus the first encode and decode) and the part of it
   that is tracing and compiling (the warm-up less one call of each);
-  this checkout also with --remat;
+  this checkout also with --remat; on TensorFlow both also in bfloat16
+  (JAX's CPU backend has no fast bfloat16 matmul);
 - the digits preset (8x8x1, K=32, L=2, width 16, batch 64);
 - a small photo model (32x32x3, K=8, L=3, width 64, batch 32);
 
@@ -39,9 +40,12 @@ DIGITS = ["--image_size=8", "--channels=1", "--k_glow=32", "--l_glow=2",
           "--hidden_channels=16", "--batch_size=64", "--steps=50", "--warmup=3", "--repeats=3"]
 PHOTO = ["--image_size=32", "--k_glow=8", "--l_glow=3", "--hidden_channels=64",
          "--batch_size=32", "--steps=10", "--warmup=2", "--repeats=3"]
-# (model, flags, this checkout only: extra flags)
-MODELS = (("paper, batch 16", PAPER, ["--remat"]), ("digits preset", DIGITS, None),
-          ("photo, K=8 width 64, batch 32", PHOTO, None))
+# More rows of a model: (flags, the code they time, the backends they run on).
+PAPER_MORE = ((["--remat"], ("new",), ("tensorflow", "jax")),
+              (["--precision=bfloat16"], ("before", "new"), ("tensorflow",)))
+# (model, flags, more rows)
+MODELS = (("paper, batch 16", PAPER, PAPER_MORE), ("digits preset", DIGITS, ()),
+          ("photo, K=8 width 64, batch 32", PHOTO, ()))
 BACKENDS = ("tensorflow", "jax")
 
 
@@ -123,15 +127,17 @@ def main(argv=None):
               "| host CPU s/step | cores busy | peak RSS GiB | warm-up s | of which compiling s "
               "| load before, after |")
     lines, rows, ratios = [header, "|" + "---|" * (header.count("|") - 1)], [], []
-    for name, flags, extra in MODELS:
+    roots = {"before": baseline, "new": ROOT}
+    for name, flags, more_rows in MODELS:
         if name.split(",")[0].split()[0] not in wanted:
             continue
         for backend in args.backends.split(","):
             pair = {}
-            variants = [("before", baseline, []), ("new", ROOT, [])]
-            if extra:
-                variants.append(("new", ROOT, extra))
-            for code, root, more in variants:
+            variants = [("before", []), ("new", [])] + [
+                (code, more) for more, codes, backends in more_rows if backend in backends
+                for code in codes]
+            for code, more in variants:
+                root = roots[code]
                 row_flags = [*flags, *more]
                 print(f"... {name}, {code}, {backend} {' '.join(more)}", file=sys.stderr,
                       flush=True)
@@ -141,11 +147,13 @@ def main(argv=None):
                 print(lines[-1], flush=True)
                 rows.append(dict(row, model=name, code=label, flags=row_flags))
                 pair.setdefault(code, row)
-            before, new = pair["before"], pair["new"]
-            ratios.append(
-                f"- {name}, {backend}: step {new['step_ms_median'] / before['step_ms_median']:.2f}x,"
-                f" peak RSS {new['peak_memory_bytes'] / before['peak_memory_bytes']:.2f}x, "
-                f"warm-up {warm_up(new)[0] / warm_up(before)[0]:.2f}x of before")
+                if label != "before":  # each against before's float32 row
+                    before = pair["before"]
+                    ratios.append(
+                        f"- {name}, {backend}, {label}: step "
+                        f"{row['step_ms_median'] / before['step_ms_median']:.2f}x, peak RSS "
+                        f"{row['peak_memory_bytes'] / before['peak_memory_bytes']:.2f}x, "
+                        f"warm-up {warm_up(row)[0] / warm_up(before)[0]:.2f}x of before")
     print()
     print("\n".join(lines))
     print()

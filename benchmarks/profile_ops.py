@@ -26,6 +26,7 @@ import numpy as np
 from benchmarks.model_flags import add_model_flags
 from glow_tf.cli import runtime
 from glow_tf.config import GlowConfig, THREADS_PER_OP
+from glow_tf.precision import PRECISIONS, precision_scope
 
 
 # The executor's own trace events, around the ops' (not op types).
@@ -39,6 +40,8 @@ def parse_args(argv=None):
     add_model_flags(parser, image_size=8, channels=1, l_glow=2, hidden_channels=16)
     add("--batch_size", type=int, default=64)
     add("--optimizer", default="adam", choices=("adam", "adamax"))
+    add("--precision", default="float32", choices=PRECISIONS,
+        help="the coupling networks' precision (glow_tf.precision)")
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP)
     add("--steps", type=int, default=10, help="profiled steps")
     add("--top", type=int, default=25, help="op types to print")
@@ -59,7 +62,8 @@ def main(argv=None):
                         hidden_channels=args.hidden_channels, seed=0)
     images = np.random.default_rng(0).integers(
         0, 256, (max(256, args.batch_size), *config.image_shape), dtype=np.uint8)
-    model = Glow(config)
+    with precision_scope(args.precision):
+        model = Glow(config)
     model.initialize(images[:256])
     model.compile(OPTIMIZERS[args.optimizer](1e-5))
     model.optimizer.build(model.trainable_variables)
@@ -100,7 +104,8 @@ def main(argv=None):
                     ms[kind] += event.duration_ps / 1e9
     n = args.steps
     print(f"Glow {args.image_size}x{args.image_size}x{args.channels}, K={args.k_glow}, "
-          f"L={args.l_glow}, width {args.hidden_channels}, batch {args.batch_size}; "
+          f"L={args.l_glow}, width {args.hidden_channels}, batch {args.batch_size}, "
+          f"{args.precision}; "
           f"TensorFlow {tf.__version__}, threads per op "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}")
     print(f"graph: {sum(nodes.values()):,} nodes, of them {nodes['Const']:,} constants and "

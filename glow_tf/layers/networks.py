@@ -55,8 +55,10 @@ class ZeroConv2D(keras.layers.Layer):
         )
 
     def call(self, x):
-        h = convolve(x, self.conv.kernel) + self.conv.bias
-        return h * ops.exp(self.log_scale * self.log_scale_factor)
+        # (conv(x, K) + b) e^{3 s} = conv(x, K e^{3 s}) + b e^{3 s}: the scale
+        # multiplies the kernel, not the output (see `scaled_kernel`).
+        scale = ops.exp(self.log_scale * self.log_scale_factor)
+        return convolve(x, self.conv.kernel * scale) + self.conv.bias * scale
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -123,16 +125,22 @@ class CouplingNetwork(keras.layers.Layer):
         return self.actnorm_in.data_init or self.actnorm_hidden.data_init
 
     def call(self, x):
-        h = convolve(x, self.conv_in.kernel)
-        h, _ = self.actnorm_in(h)
-        h = ops.relu(h)
         # The 1x1 convolution as what it is, a matmul over the channels at
         # every pixel: on the few pixels of Glow's upper levels TensorFlow's
         # convolution kernels cost several times more, forward and backward.
-        kernel = ops.reshape(self.conv_hidden.kernel, (self.hidden_channels, self.hidden_channels))
+        hidden_kernel = ops.reshape(self.conv_hidden.kernel,
+                                    (self.hidden_channels, self.hidden_channels))
+        if self.initializing:
+            # Each ActNorm sets itself from the convolution's output, so it
+            # must see that output.
+            h, _ = self.actnorm_in(convolve(x, self.conv_in.kernel))
+            h, _ = self.actnorm_hidden(matmul_channels(ops.relu(h), hidden_kernel))
+            return self.conv_out(ops.relu(h))
+        kernel, bias = scaled_kernel(self.conv_in.kernel, self.actnorm_in)
+        h = ops.relu(convolve(x, kernel) + bias)
+        kernel, bias = scaled_kernel(hidden_kernel, self.actnorm_hidden)
         # Named, as what a recomputing loop may keep (glow_tf.layers.recompute).
-        h, _ = self.actnorm_hidden(mark_hidden(matmul_channels(h, kernel)))
-        h = ops.relu(h)
+        h = ops.relu(mark_hidden(matmul_channels(h, kernel) + bias))
         return self.conv_out(h)
 
     def compute_output_shape(self, input_shape):
@@ -146,6 +154,21 @@ class CouplingNetwork(keras.layers.Layer):
             "seed": self.seed,
             "log_scale_factor": self.log_scale_factor,
         }
+
+
+def scaled_kernel(kernel, actnorm):
+    """The kernel and bias of a bias-free convolution by `kernel` followed by `actnorm`.
+
+    ActNorm is an affine map per output channel, so
+    (conv(x, W) + b) e^{log s} = conv(x, W e^{log s}) + b e^{log s}.
+    The product scales the kernel, thousands of numbers, instead of the
+    convolution's output, millions at 512 channels: per ActNorm, one
+    multiply of the output less in the forward pass, and a multiply and a
+    multiply-and-sum over it less in the backward pass (the scale's gradient
+    becomes a sum over the kernel's gradient).
+    """
+    scale = ops.exp(actnorm.log_s())
+    return kernel * scale, actnorm.bias * scale
 
 
 def _kernel_init(seed, offset):

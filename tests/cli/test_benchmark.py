@@ -178,6 +178,39 @@ def test_paper_table_times_another_checkouts_glow_tf_with_this_benchmark(tmp_pat
     assert "--backends: 'torch': expected tensorflow or jax." in result.stderr
 
 
+def test_paper_table_has_a_row_for_each_code_and_flag(monkeypatch, capsys, tmp_path):
+    """The paper's rows: before and new on both backends, new with --remat, and on
+    TensorFlow both in bfloat16; each ratio against before's float32 row."""
+    from benchmarks import paper_table
+
+    (tmp_path / "glow_tf").mkdir()
+    (tmp_path / "glow_tf" / "__init__.py").touch()
+    timed = []
+
+    def fake_row(root, backend, flags):
+        timed.append((root == str(tmp_path), backend, flags[len(paper_table.PAPER):]))
+        step = 1000.0 if root == str(tmp_path) else 500.0
+        return {"step_ms_median": step, "step_ms": [step], "cpu_ms_median": step,
+                "peak_memory_bytes": 2**30, "step_warmup_s": 1.0, "encode_warmup_s": 0.0,
+                "decode_warmup_s": 0.0, "encode_ms_median": None, "sample_ms_median": None,
+                "load": (0.0, 0.0)}
+
+    monkeypatch.setattr(paper_table, "run_row", fake_row)
+    paper_table.main([f"--baseline={tmp_path}", "--models=paper", "--no_memory_plan"])
+    bf16 = ["--precision=bfloat16"]
+    assert timed == [
+        (True, "tensorflow", []), (False, "tensorflow", []), (False, "tensorflow", ["--remat"]),
+        (True, "tensorflow", bf16), (False, "tensorflow", bf16),
+        (True, "jax", []), (False, "jax", []), (False, "jax", ["--remat"])]
+    ratios = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert ratios[:4] == [
+        f"- paper, batch 16, tensorflow, {label}: step {step}x, peak RSS 1.00x, warm-up 1.00x "
+        "of before" for label, step in [("new", "0.50"), ("new --remat", "0.50"),
+                                        ("before --precision=bfloat16", "1.00"),
+                                        ("new --precision=bfloat16", "0.50")]]
+    assert len(ratios) == 6
+
+
 def test_profile_step_times_each_part_of_a_levels_template_step(monkeypatch, capsys):
     from benchmarks import profile_step
     from glow_tf import Glow, GlowConfig

@@ -18,6 +18,7 @@ from glow_tf.layers import (
     SplitPrior,
     Squeeze,
 )
+from glow_tf.layers.actnorm import data_initialization
 from glow_tf.layers.networks import CouplingNetwork, conv_as_matmul, conv_same
 from tests.bijector_checks import check_bijector, randomize_weights, to_numpy
 from tests.tiny import TINY_MODEL
@@ -211,6 +212,58 @@ def test_coupling_network_shapes():
     np.testing.assert_array_equal(to_numpy(out), 0.0)  # zero-initialised last layer
 
 
+def _network_as_written(net, x):
+    """NN() of the coupling, each layer in turn, in NumPy but for the convolutions:
+    conv3x3 -> ActNorm -> ReLU -> conv1x1 -> ActNorm -> ReLU -> ZeroConv3x3."""
+    def actnorm(h, layer):
+        log_s = to_numpy(layer.log_scale) * layer.log_scale_factor
+        return (h + to_numpy(layer.bias)) * np.exp(log_s)
+
+    def conv(h, kernel):
+        return to_numpy(ops.conv(h, kernel, padding="same"))
+
+    h = np.maximum(actnorm(conv(x, net.conv_in.kernel), net.actnorm_in), 0.0)
+    h = np.maximum(actnorm(conv(h, net.conv_hidden.kernel), net.actnorm_hidden), 0.0)
+    out = net.conv_out
+    h = conv(h, out.conv.kernel) + to_numpy(out.conv.bias)
+    return h * np.exp(to_numpy(out.log_scale) * out.log_scale_factor)
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (2, 6, 5, 3)], ids=["one-matmul", "convolved"])
+def test_coupling_network_scales_its_kernels_to_the_same_values(shape):
+    """The network multiplies each ActNorm's scale into the kernel before it (and
+    ZeroConv2D its output scale): the same function as the layers in turn."""
+    net = CouplingNetwork(16, 6, seed=1, log_scale_factor=3.0)
+    x = batch(shape)
+    net.build(x.shape)
+    randomize_weights(net, stddev=0.3)
+    expected = _network_as_written(net, x)
+    # Within float32 rounding of the largest output: entries near zero are
+    # differences of large terms, summed in another order.
+    np.testing.assert_allclose(to_numpy(net(x)), expected, rtol=0,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.both_backends
+def test_coupling_network_initialises_its_actnorms_from_its_convolutions():
+    """While initialising, each ActNorm of the network sees its convolution's output,
+    not the scaled kernel's: afterwards each hidden layer is standardised on that batch."""
+    net = CouplingNetwork(16, 6, seed=1)
+    x = batch((64, 4, 4, 3)) * 3.0 + 1.0
+    net.build(x.shape)
+    with data_initialization(net):
+        net(x)
+    h = to_numpy(ops.conv(x, net.conv_in.kernel, padding="same"))
+    h = (h + to_numpy(net.actnorm_in.bias)) * np.exp(to_numpy(net.actnorm_in.log_scale))
+    np.testing.assert_allclose(h.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(h.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+    h = to_numpy(ops.conv(np.maximum(h, 0.0), net.conv_hidden.kernel, padding="same"))
+    h = (h + to_numpy(net.actnorm_hidden.bias)) * np.exp(to_numpy(net.actnorm_hidden.log_scale))
+    np.testing.assert_allclose(h.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(h.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+
+
 def test_squeeze_moves_each_2x2_patch_into_channels():
     x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
     y, _ = Squeeze()(x)
@@ -324,7 +377,6 @@ def test_a_level_runs_its_steps_as_a_loop_or_unrolled_to_the_same_values():
 def test_a_level_runs_unrolled_while_its_steps_hold_python_state():
     """The data-dependent initialisation assigns variables, and an export's 1x1
     convolutions hold constants of their own: neither can be one step's math on slices."""
-    from glow_tf.layers.actnorm import data_initialization
     from glow_tf.layers.invertible_conv import constant_decompositions_within
 
     steps = FlowSteps([FlowStep(8, name=f"step_{k}") for k in range(2)], loop="loop")
