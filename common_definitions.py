@@ -57,18 +57,18 @@ NAMED_PRESETS = {
     # K=32, L=6, width 512, 5-bit images) for a folder of 256x256 faces, with
     # per-step checkpointing, at the batch that fits 16 GiB. The memory plan
     # (benchmarks/memory_plan.py, docs/performance.md#the-memory-plan) puts a
-    # step at 5.2 GiB + 359 MiB per image with --remat (at most 31, 99 and 213
-    # images in float32 with Adam and Polyak averaging), against 4.4 GiB +
-    # 6.5 GiB per image without it (1, 5 and 11); CELEBA256_BATCH_BY_MEMORY_GIB
-    # leaves about a tenth for the ops' working space:
+    # step at 4.4 GiB + 269 MiB per image with --remat (at most 44, 135 and 287
+    # images in float32 with Adam and Polyak averaging), against 5.4 GiB +
+    # 3.8 GiB per image without it (2, 9 and 19); CELEBA256_BATCH_BY_MEMORY_GIB
+    # leaves about a tenth for the ops' working space, in multiples of 8:
     #   python main.py --dataset folder --data_dir FACES --preset celeba256
-    #   python main.py --dataset folder --data_dir FACES --preset celeba256 --batch_size 88
+    #   python main.py --dataset folder --data_dir FACES --preset celeba256 --batch_size 120
     "celeba256": {
         "img_size": 256, "n_bits": 5, "k_glow": 32, "l_glow": 6,
-        "hidden_channels": 512, "remat": True, "batch_size": 24,
+        "hidden_channels": 512, "remat": True, "batch_size": 32,
     },
 }
-CELEBA256_BATCH_BY_MEMORY_GIB = {16: 24, 40: 88, 80: 192}
+CELEBA256_BATCH_BY_MEMORY_GIB = {16: 32, 40: 120, 80: 256}
 
 # ---- sample.py ----
 
