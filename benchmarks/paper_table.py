@@ -132,7 +132,6 @@ def main(argv=None):
         if name.split(",")[0].split()[0] not in wanted:
             continue
         for backend in args.backends.split(","):
-            pair = {}
             variants = [("before", []), ("new", [])] + [
                 (code, more) for more, codes, backends in more_rows if backend in backends
                 for code in codes]
@@ -146,9 +145,9 @@ def main(argv=None):
                 lines.append(format_row(name, label, backend, row_flags, row))
                 print(lines[-1], flush=True)
                 rows.append(dict(row, model=name, code=label, flags=row_flags))
-                pair.setdefault(code, row)
-                if label != "before":  # each against before's float32 row
-                    before = pair["before"]
+                if label == "before":
+                    before = row
+                else:  # each against before's float32 row, the first of the backend
                     ratios.append(
                         f"- {name}, {backend}, {label}: step "
                         f"{row['step_ms_median'] / before['step_ms_median']:.2f}x, peak RSS "
