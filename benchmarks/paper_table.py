@@ -12,8 +12,10 @@ side:
   step time, host CPU time per step, peak resident memory, warm-up (the
   first training step plus the first encode and decode) and the part of it
   that is tracing and compiling (the warm-up less one call of each);
-  this checkout also with --remat; on TensorFlow both also in bfloat16
-  (JAX's CPU backend has no fast bfloat16 matmul);
+  this checkout also with --remat; on TensorFlow this checkout also with
+  its steps unrolled (which `loop="auto"` runs as one loop at this
+  width), and both in bfloat16 (JAX's CPU backend has no fast bfloat16
+  matmul);
 - the digits preset (8x8x1, K=32, L=2, width 16, batch 64);
 - a small photo model (32x32x3, K=8, L=3, width 64, batch 32);
 
@@ -42,6 +44,7 @@ PHOTO = ["--image_size=32", "--k_glow=8", "--l_glow=3", "--hidden_channels=64",
          "--batch_size=32", "--steps=10", "--warmup=2", "--repeats=3"]
 # More rows of a model: (flags, the code they time, the backends they run on).
 PAPER_MORE = ((["--remat"], ("new",), ("tensorflow", "jax")),
+              (["--loop=unrolled"], ("new",), ("tensorflow",)),
               (["--precision=bfloat16"], ("before", "new"), ("tensorflow",)))
 # (model, flags, more rows)
 MODELS = (("paper, batch 16", PAPER, PAPER_MORE), ("digits preset", DIGITS, ()),

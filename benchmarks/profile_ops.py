@@ -43,6 +43,8 @@ def parse_args(argv=None):
     add("--precision", default="float32", choices=PRECISIONS,
         help="the coupling networks' precision (glow_tf.precision)")
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP)
+    add("--loop", default="auto", choices=("auto", "loop", "unrolled"),
+        help="how each level runs its K steps (Glow's loop argument)")
     add("--steps", type=int, default=10, help="profiled steps")
     add("--top", type=int, default=25, help="op types to print")
     return parser.parse_args(argv)
@@ -63,7 +65,7 @@ def main(argv=None):
     images = np.random.default_rng(0).integers(
         0, 256, (max(256, args.batch_size), *config.image_shape), dtype=np.uint8)
     with precision_scope(args.precision):
-        model = Glow(config)
+        model = Glow(config, loop=args.loop)
     model.initialize(images[:256])
     model.compile(OPTIMIZERS[args.optimizer](1e-5))
     model.optimizer.build(model.trainable_variables)
@@ -105,7 +107,7 @@ def main(argv=None):
     n = args.steps
     print(f"Glow {args.image_size}x{args.image_size}x{args.channels}, K={args.k_glow}, "
           f"L={args.l_glow}, width {args.hidden_channels}, batch {args.batch_size}, "
-          f"{args.precision}; "
+          f"{args.precision}, loop {args.loop}; "
           f"TensorFlow {tf.__version__}, threads per op "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'all'}")
     print(f"graph: {sum(nodes.values()):,} nodes, of them {nodes['Const']:,} constants and "

@@ -14,8 +14,8 @@ the step) plus the first call of encode and of decode, which a run pays
 once.
 
 Like main.py, it sets TensorFlow's CPU runtime before TensorFlow runs
-(glow_tf.cli.runtime: threads per op by --threads_per_op, Grappler off
-without a GPU).
+(glow_tf.cli.runtime: threads per op by --threads_per_op; without a GPU,
+Grappler off, or its remapper alone for a model at least 256 wide).
 
 Each row runs in its own process when there are several, so that XLA's
 caches and the peak-memory counters (which only ever grow) belong to that
@@ -61,10 +61,14 @@ def _start_keras(args):
     import keras as keras_module
 
     keras, ops = keras_module, keras_module.ops
-    if args.grappler:
+    if args.grappler != "tools" and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+        # "all": every pass that the tools turned off, on again.
+        passes = _grappler_passes(tf)
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": args.grappler == "off",
+             **{name: True for name in passes if args.grappler == "all"}})
     from glow_tf.model import Glow as glow_class
 
     Glow = glow_class
@@ -105,8 +109,9 @@ def parse_args(argv=None):
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP,
         help="TensorFlow CPU threads per op, as main.py's --threads_per_op (auto: one "
         "for coupling networks at most 64 wide)")
-    add("--grappler", action="store_true",
-        help="keep TensorFlow's graph optimiser on a CPU (the tools turn it off there)")
+    add("--grappler", default="tools", choices=("tools", "off", "all"),
+        help="TensorFlow's graph optimiser: as the tools set it (on a CPU off, or its "
+        "remapper alone from a width of 256: glow_tf.cli.runtime), off, or every pass")
     add("--mode", default="fit", choices=MODES,
         help="fit: one fit() over the warm-up and every repeat's --steps batches, "
         "timed between them by a callback (how a run trains); train_on_batch: one call "
@@ -504,9 +509,24 @@ def _tensorflow_runtime():
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    grappler = not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer")
+    options = tf.config.optimizer.get_experimental_options()
+    passes = _grappler_passes(tf)
+    grappler = ("off" if options.get("disable_meta_optimizer") else
+                "on" if all(passes.values()) else
+                " + ".join(name for name, on in passes.items() if on) or "no pass")
     return (f", threads per op {threads}, oneDNN {'on' if onednn else 'off'}, "
-            f"Grappler {'on' if grappler else 'off'}")
+            f"Grappler {grappler}")
+
+
+def _grappler_passes(tf):
+    """{pass: on} for Grappler's passes that have been set (the others run by default).
+
+    From TensorFlow's options, not glow_tf's: the benchmark also times
+    glow_tf checkouts from before glow_tf.cli.runtime named them.
+    """
+    options = tf.config.optimizer.get_experimental_options()
+    return {name: bool(on) for name, on in options.items()
+            if name not in ("disable_meta_optimizer", "disable_model_pruning", "min_graph_nodes")}
 
 
 def _write_json(path, value):

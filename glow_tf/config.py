@@ -30,6 +30,12 @@ SAMPLE_TEMPERATURE = 0.7
 # Coupling networks at most this wide make ops too small to split over a
 # CPU's cores: one thread per op costs less CPU time (docs/performance.md).
 NARROW_WIDTH = 64
+# From this width, a coupling network's convolutions are most of a step, and
+# on TensorFlow's CPU `loop="auto"` runs a level's steps as one loop
+# (glow_tf.layers.step.loops_by_default) and the tools run Grappler's
+# remapper, which fuses each convolution with its bias and ReLU
+# (glow_tf.cli.runtime.tune_tensorflow); docs/performance.md.
+WIDE_WIDTH = 256
 
 
 def setting(default, help, *, choices=None, flag=True):
@@ -260,8 +266,11 @@ class TrainingConfig(_Config):
         "auto",
         "How each level runs its K steps of flow: as one loop over their stacked weights "
         "(a trace K times shorter), unrolled, or auto: one loop with --remat, on JAX or on "
-        "an accelerator, unrolled with TensorFlow on a CPU otherwise, where its step is "
-        "faster; on JAX's CPU the loop also recomputes each step in the backward pass, as "
+        "an accelerator, and with TensorFlow on a CPU from a width of "
+        f"{WIDE_WIDTH} (a quarter of the warm-up and less memory, for a step about 1.1x "
+        "as long: unrolled is the faster choice for a long run there), unrolled with "
+        "TensorFlow on a CPU otherwise; on JAX's CPU the loop also recomputes each step in "
+        "the backward pass, as "
         "--remat does but keeping the coupling networks' hidden convolution output from a "
         "width of 256, which is faster there (docs/performance.md). The weights are the "
         "same either way.",

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from glow_tf.config import WIDE_WIDTH
 from glow_tf.layers.actnorm import ActNorm
 from glow_tf.layers.base import matmul_channels, on_jax_cpu
 from glow_tf.layers.recompute import mark_hidden
@@ -58,7 +59,8 @@ class ZeroConv2D(keras.layers.Layer):
         # (conv(x, K) + b) e^{3 s} = conv(x, K e^{3 s}) + b e^{3 s}: the scale
         # multiplies the kernel, not the output (see `scaled_kernel`).
         scale = ops.exp(self.log_scale * self.log_scale_factor)
-        return convolve(x, self.conv.kernel * scale) + self.conv.bias * scale
+        return add_bias(convolve(x, self.conv.kernel * scale), self.conv.bias * scale,
+                        fused=x.shape[-1] >= WIDE_WIDTH)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -136,12 +138,11 @@ class CouplingNetwork(keras.layers.Layer):
             h, _ = self.actnorm_in(convolve(x, self.conv_in.kernel))
             h, _ = self.actnorm_hidden(matmul_channels(ops.relu(h), hidden_kernel))
             return self.conv_out(ops.relu(h))
+        wide = self.hidden_channels >= WIDE_WIDTH
         kernel, bias = scaled_kernel(self.conv_in.kernel, self.actnorm_in)
-        h = ops.relu(convolve(x, kernel) + bias)
+        h = ops.relu(add_bias(convolve(x, kernel), bias, fused=wide))
         kernel, bias = scaled_kernel(hidden_kernel, self.actnorm_hidden)
-        # Named, as what a recomputing loop may keep (glow_tf.layers.recompute).
-        h = ops.relu(mark_hidden(matmul_channels(h, kernel) + bias))
-        return self.conv_out(h)
+        return self.conv_out(hidden_layer(h, kernel, bias, fused=wide))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.out_channels)
@@ -169,6 +170,35 @@ def scaled_kernel(kernel, actnorm):
     """
     scale = ops.exp(actnorm.log_s())
     return kernel * scale, actnorm.bias * scale
+
+
+def add_bias(x, bias, fused):
+    """x + bias, the bias a vector over x's channels; `fused` for a wide network's.
+
+    Fused, `ops.add`: on TensorFlow a BiasAdd, which TensorFlow fuses into
+    the convolution or matmul before it (and, with Grappler's remapper,
+    which the tools run for wide networks, a ReLU after it), and whose
+    gradient it fuses into the kernel's gradient. Otherwise `+`, a
+    broadcasting add: in a narrow network's small ops the BiasAdd and its
+    gradient cost more than they save (at the digits preset's width 16, a
+    step took 7% longer with them; docs/performance.md). The same sum on
+    JAX either way.
+    """
+    return ops.add(x, bias) if fused else x + bias
+
+
+def hidden_layer(h, kernel, bias, fused):
+    """ReLU(h kernel + bias) at every pixel: the coupling network's 1x1 convolution,
+    with its ActNorm in kernel and bias (`scaled_kernel`).
+
+    As in `matmul_channels`, one 2-D matmul between reshapes; the bias and
+    the ReLU come before the reshape back, so that TensorFlow can fuse all
+    three (`add_bias`). The pre-ReLU output is named, as what a recomputing
+    loop may keep (glow_tf.layers.recompute).
+    """
+    y = ops.matmul(ops.reshape(h, (-1, h.shape[-1])), kernel)
+    y = ops.relu(mark_hidden(add_bias(y, bias, fused)))
+    return ops.reshape(y, (-1, *h.shape[1:-1], kernel.shape[-1]))
 
 
 def _kernel_init(seed, offset):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf.config import LOOPS
+from glow_tf.config import LOOPS, WIDE_WIDTH
 from glow_tf.layers.actnorm import ActNorm
 from glow_tf.layers.base import (Bijector, Hidden, jit_on_jax, layers_within, on_cpu,
                                   on_jax_cpu)
@@ -209,7 +209,7 @@ class FlowSteps(Bijector):
         if self.num_steps < 2 or not self.stateless:
             return False
         if self.loop == "auto":
-            return self.remat or loops_by_default()
+            return self.remat or loops_by_default(self.step_arguments[0]["hidden_channels"])
         return self.loop == "loop"
 
     @property
@@ -398,18 +398,28 @@ class FlowSteps(Bijector):
         return cls(**config)
 
 
-def loops_by_default():
-    """Whether `loop="auto"` runs a level's steps as one loop on this backend and device.
+def loops_by_default(hidden_channels):
+    """Whether `loop="auto"` runs a level's steps as one loop on this backend and device,
+    for coupling networks `hidden_channels` wide.
 
     On an accelerator, yes: a trace K times shorter. On JAX's CPU, yes: at
     the paper's size the unrolled steps, each on its slices of the stacked
     weights, took XLA 117 s to compile (against 15 s for the loop) and 5.75
     GiB at its peak (3.90 GiB), for a step 11% shorter; at the digits
     preset the two steps took about the same time. On TensorFlow's CPU,
-    no: the loop's step took 2.2 times as long at the digits preset, and
-    about as long at the paper's. (docs/performance.md has the measurements.)
+    from WIDE_WIDTH: at the paper's size (width 512) the loop's
+    training step, its encode and its decode took 8.8 s to trace and
+    compile against 36.5 s, and its step 2.61 GiB at its peak against 2.84,
+    for a step 1.13 times as long (`--loop unrolled` is the faster choice
+    for a long run there); at width 256, 5.9 s against 33.9 s, for a step
+    1.14 times as long. Narrower, the unrolled steps are the default: the
+    loop's step took 1.15 times as long at width 64 (K=8, whose unrolled
+    steps warm up in 8 s) and 2.1 times at the digits preset's 16.
+    (docs/performance.md has the measurements.)
     """
-    return not on_cpu() or keras.backend.backend() == "jax"
+    if not on_cpu() or keras.backend.backend() == "jax":
+        return True
+    return hidden_channels >= WIDE_WIDTH
 
 
 def recomputes_by_default():

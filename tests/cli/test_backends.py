@@ -166,6 +166,34 @@ def test_another_backend_than_the_running_one_is_a_users_error(tmp_path, capsys)
     assert not (tmp_path / "run").exists()
 
 
+GRAPPLER = """
+import sys
+from glow_tf.cli import runtime
+runtime.prepare('tensorflow')
+runtime.tune_tensorflow('auto', int(sys.argv[1]))
+import tensorflow as tf
+options = tf.config.optimizer.get_experimental_options()
+print(options.get('disable_meta_optimizer'),
+      sorted(name for name, on in options.items() if on and name in runtime.GRAPPLER_PASSES))
+"""
+
+
+@from_the_tensorflow_run
+def test_the_tools_run_grapplers_remapper_alone_for_a_wide_model_on_a_cpu():
+    """Grappler on a CPU: off below WIDE_WIDTH; from it, the remapper (which fuses a
+    convolution with its bias and ReLU) and no other pass."""
+    from glow_tf.config import WIDE_WIDTH
+
+    printed = {}
+    for width in (WIDE_WIDTH // 2, WIDE_WIDTH):
+        result = subprocess.run([sys.executable, "-c", GRAPPLER, str(width)], cwd=ROOT,
+                                env=environment(), capture_output=True, text=True,
+                                timeout=HANG)
+        assert result.returncode == 0, result.stderr[-3000:]
+        printed[width] = result.stdout.strip()
+    assert printed == {WIDE_WIDTH // 2: "True []", WIDE_WIDTH: "False ['remapping']"}
+
+
 TRACE_COUNTS = """
 import json, sys
 from glow_tf import Glow

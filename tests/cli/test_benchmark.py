@@ -180,7 +180,7 @@ def test_paper_table_times_another_checkouts_glow_tf_with_this_benchmark(tmp_pat
 
 def test_paper_table_has_a_row_for_each_code_and_flag(monkeypatch, capsys, tmp_path):
     """The paper's rows: before and new on both backends, new with --remat, and on
-    TensorFlow both in bfloat16; each ratio against before's float32 row."""
+    TensorFlow new unrolled and both in bfloat16; each ratio against before's float32 row."""
     from benchmarks import paper_table
 
     (tmp_path / "glow_tf").mkdir()
@@ -200,15 +200,17 @@ def test_paper_table_has_a_row_for_each_code_and_flag(monkeypatch, capsys, tmp_p
     bf16 = ["--precision=bfloat16"]
     assert timed == [
         (True, "tensorflow", []), (False, "tensorflow", []), (False, "tensorflow", ["--remat"]),
-        (True, "tensorflow", bf16), (False, "tensorflow", bf16),
+        (False, "tensorflow", ["--loop=unrolled"]), (True, "tensorflow", bf16),
+        (False, "tensorflow", bf16),
         (True, "jax", []), (False, "jax", []), (False, "jax", ["--remat"])]
     ratios = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
-    assert ratios[:4] == [
+    assert ratios[:5] == [
         f"- paper, batch 16, tensorflow, {label}: step {step}x, peak RSS 1.00x, warm-up 1.00x "
         "of before" for label, step in [("new", "0.50"), ("new --remat", "0.50"),
+                                        ("new --loop=unrolled", "0.50"),
                                         ("before --precision=bfloat16", "1.00"),
                                         ("new --precision=bfloat16", "0.50")]]
-    assert len(ratios) == 6
+    assert len(ratios) == 7
 
 
 def test_profile_step_times_each_part_of_a_levels_template_step(monkeypatch, capsys):

@@ -245,6 +245,33 @@ def test_coupling_network_scales_its_kernels_to_the_same_values(shape):
                                atol=1e-5 * np.abs(expected).max())
 
 
+def test_a_wide_coupling_network_puts_each_bias_and_relu_where_tensorflow_fuses_them():
+    """On TensorFlow, from WIDE_WIDTH, each bias is a BiasAdd of its convolution's or
+    matmul's output and each ReLU follows a BiasAdd: the pattern that Grappler's
+    remapper fuses into one oneDNN kernel, and whose gradient TensorFlow fuses into
+    the kernel's (a broadcasting add, or a reshape between, stays three passes).
+    A narrow network adds its biases by broadcasting, which costs less there."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's graph")
+    import tensorflow as tf
+
+    from glow_tf.config import WIDE_WIDTH
+
+    def inputs_of(width):
+        net = CouplingNetwork(width, 6, seed=1)
+        net.build((2, 6, 5, 3))
+        graph = tf.function(net).get_concrete_function(tf.TensorSpec((2, 6, 5, 3))).graph
+        return {kind: sorted(op.inputs[0].op.type for op in graph.get_operations()
+                             if op.type == kind)
+                for kind in ("BiasAdd", "Relu")}
+
+    assert inputs_of(WIDE_WIDTH) == {"BiasAdd": ["Conv2D", "Conv2D", "MatMul"],
+                                     "Relu": ["BiasAdd"] * 2}
+    assert inputs_of(WIDE_WIDTH // 2) == {"BiasAdd": [], "Relu": ["AddV2"] * 2}
+
+
 @pytest.mark.both_backends
 def test_coupling_network_initialises_its_actnorms_from_its_convolutions():
     """While initialising, each ActNorm of the network sees its convolution's output,

@@ -241,6 +241,22 @@ def test_remat_runs_each_level_as_one_loop_unless_told_otherwise():
     assert not any(level.bijectors[1].looped for level in unrolled.flow.levels)
 
 
+@pytest.mark.both_backends
+def test_auto_loops_on_tensorflows_cpu_from_the_wide_width_and_always_on_jax():
+    """loop="auto" without remat: on TensorFlow's CPU the unrolled steps below
+    WIDE_WIDTH and one loop per level from it; on JAX the loop at every width."""
+    from glow_tf.config import WIDE_WIDTH
+
+    looped = {}
+    for width in (WIDE_WIDTH // 2, WIDE_WIDTH):
+        model = Glow(tiny(hidden_channels=width))
+        model.initialize(uint8_images(8))
+        looped[width] = [level.bijectors[1].looped for level in model.flow.levels]
+    expected_narrow = BACKEND == "jax"
+    assert looped == {WIDE_WIDTH // 2: [expected_narrow] * TINY.l_glow,
+                      WIDE_WIDTH: [True] * TINY.l_glow}
+
+
 def compiled_scratch_bytes(model, images):
     """XLA's scratch memory for JAX's compiled loss and gradients: what the step keeps."""
     import jax
