@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.model_flags import add_model_flags
 from glow_tf.cli import runtime
-from glow_tf.config import GlowConfig, THREADS_PER_OP
+from glow_tf.config import LOOPS, GlowConfig, THREADS_PER_OP
 from glow_tf.precision import PRECISIONS, precision_scope
 
 
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     add("--precision", default="float32", choices=PRECISIONS,
         help="the coupling networks' precision (glow_tf.precision)")
     add("--threads_per_op", default="auto", choices=THREADS_PER_OP)
-    add("--loop", default="auto", choices=("auto", "loop", "unrolled"),
+    add("--loop", default="auto", choices=LOOPS,
         help="how each level runs its K steps (Glow's loop argument)")
     add("--steps", type=int, default=10, help="profiled steps")
     add("--top", type=int, default=25, help="op types to print")

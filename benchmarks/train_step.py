@@ -65,7 +65,7 @@ def _start_keras(args):
         import tensorflow as tf
 
         # "all": every pass that the tools turned off, on again.
-        passes = _grappler_passes(tf)
+        passes = _grappler_passes(tf.config.optimizer.get_experimental_options())
         tf.config.optimizer.set_experimental_options(
             {"disable_meta_optimizer": args.grappler == "off",
              **{name: True for name in passes if args.grappler == "all"}})
@@ -510,7 +510,7 @@ def _tensorflow_runtime():
     threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
     options = tf.config.optimizer.get_experimental_options()
-    passes = _grappler_passes(tf)
+    passes = _grappler_passes(options)
     grappler = ("off" if options.get("disable_meta_optimizer") else
                 "on" if all(passes.values()) else
                 " + ".join(name for name, on in passes.items() if on) or "no pass")
@@ -518,13 +518,13 @@ def _tensorflow_runtime():
             f"Grappler {grappler}")
 
 
-def _grappler_passes(tf):
-    """{pass: on} for Grappler's passes that have been set (the others run by default).
+def _grappler_passes(options):
+    """{pass: on} for Grappler's passes set in TensorFlow's `options` (the others run
+    by default).
 
     From TensorFlow's options, not glow_tf's: the benchmark also times
     glow_tf checkouts from before glow_tf.cli.runtime named them.
     """
-    options = tf.config.optimizer.get_experimental_options()
     return {name: bool(on) for name, on in options.items()
             if name not in ("disable_meta_optimizer", "disable_model_pruning", "min_graph_nodes")}
 

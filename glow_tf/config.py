@@ -343,6 +343,11 @@ class TrainingConfig(_Config):
         return precision_lib.from_mixed_precision(self.mixed_precision)
 
 
+def is_wide(hidden_channels):
+    """Whether coupling networks this wide count as wide (WIDE_WIDTH says what changes)."""
+    return hidden_channels >= WIDE_WIDTH
+
+
 def one_thread_per_op(threads_per_op, hidden_channels):
     """Whether TensorFlow should run each CPU op on one thread, for a model of this width.
 

@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from glow_tf.config import WIDE_WIDTH, one_thread_per_op
+from glow_tf.config import is_wide, one_thread_per_op
 
 BACKENDS = ("tensorflow", "jax")
 
@@ -177,6 +177,6 @@ def tune_tensorflow(threads_per_op="auto", hidden_channels=None):
         except RuntimeError:
             pass  # TensorFlow runs already (a tool's main called from Python)
     if not tf.config.list_physical_devices("GPU"):
-        wide = hidden_channels is not None and hidden_channels >= WIDE_WIDTH
+        wide = hidden_channels is not None and is_wide(hidden_channels)
         tf.config.optimizer.set_experimental_options(
             GRAPPLER_ON_CPU if wide else {"disable_meta_optimizer": True})

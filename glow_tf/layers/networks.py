@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf.config import WIDE_WIDTH
+from glow_tf.config import is_wide
 from glow_tf.layers.actnorm import ActNorm
 from glow_tf.layers.base import matmul_channels, on_jax_cpu
 from glow_tf.layers.recompute import mark_hidden
@@ -60,7 +60,7 @@ class ZeroConv2D(keras.layers.Layer):
         # multiplies the kernel, not the output (see `scaled_kernel`).
         scale = ops.exp(self.log_scale * self.log_scale_factor)
         return add_bias(convolve(x, self.conv.kernel * scale), self.conv.bias * scale,
-                        fused=x.shape[-1] >= WIDE_WIDTH)
+                        fused=is_wide(x.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -138,7 +138,7 @@ class CouplingNetwork(keras.layers.Layer):
             h, _ = self.actnorm_in(convolve(x, self.conv_in.kernel))
             h, _ = self.actnorm_hidden(matmul_channels(ops.relu(h), hidden_kernel))
             return self.conv_out(ops.relu(h))
-        wide = self.hidden_channels >= WIDE_WIDTH
+        wide = is_wide(self.hidden_channels)
         kernel, bias = scaled_kernel(self.conv_in.kernel, self.actnorm_in)
         h = ops.relu(add_bias(convolve(x, kernel), bias, fused=wide))
         kernel, bias = scaled_kernel(hidden_kernel, self.actnorm_hidden)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from glow_tf.config import LOOPS, WIDE_WIDTH
+from glow_tf.config import LOOPS, is_wide
 from glow_tf.layers.actnorm import ActNorm
 from glow_tf.layers.base import (Bijector, Hidden, jit_on_jax, layers_within, on_cpu,
                                   on_jax_cpu)
@@ -419,7 +419,7 @@ def loops_by_default(hidden_channels):
     """
     if not on_cpu() or keras.backend.backend() == "jax":
         return True
-    return hidden_channels >= WIDE_WIDTH
+    return is_wide(hidden_channels)
 
 
 def recomputes_by_default():
